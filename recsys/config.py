@@ -1,0 +1,371 @@
+"""The engine's configuration: one frozen dataclass tree, loaded from TOML and validated at load."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from recsys.errors import ConfigError
+from recsys.schema import EVENT_TYPES, ITEM_FIELDS
+
+OnError = Literal["strict", "quarantine"]
+Duplicates = Literal["drop", "keep"]
+Repeats = Literal["sum", "once", "log1p"]
+TimestampUnit = Literal["s", "ms", "us", "ns", "datetime"]
+FileFormat = Literal["auto", "csv", "parquet"]
+
+
+@dataclass(frozen=True)
+class ReturnRule:
+    """A row matching this rule is a return (it cancels a purchase instead of counting as interest).
+
+    Exactly one test is set: `starts_with` (text prefix), `less_than` (number) or `equals` (text).
+    """
+
+    column: str
+    starts_with: str | None = None
+    less_than: float | None = None
+    equals: str | None = None
+
+    def __post_init__(self) -> None:
+        tests = [t for t in (self.starts_with, self.less_than, self.equals) if t is not None]
+        if len(tests) != 1:
+            raise ConfigError(
+                f"return rule on column {self.column!r} must set exactly one of "
+                f"starts_with, less_than, equals (got {len(tests)})"
+            )
+
+
+@dataclass(frozen=True)
+class EventColumns:
+    """Names of the event log's columns in the shop's file; optional ones may be left out."""
+
+    user: str
+    item: str
+    timestamp: str
+    event: str | None = None
+    quantity: str | None = None
+    price: str | None = None
+    session: str | None = None
+    category: str | None = None
+
+
+@dataclass(frozen=True)
+class EventsSource:
+    """Where the browse/purchase log is and how to read it."""
+
+    path: tuple[Path, ...]
+    columns: EventColumns
+    format: FileFormat = "auto"
+    encoding: str = "utf-8"
+    timestamp_unit: TimestampUnit = "s"
+    # strftime-style format of textual times; None lets pandas read ISO 8601.
+    timestamp_format: str | None = None
+    # raw event value -> engine event type; unlisted raw values are rejected as unknown_event.
+    event_types: dict[str, str] = field(default_factory=dict)
+    # type given to every row of a log without an event column.
+    default_event: str = "purchase"
+    return_rules: tuple[ReturnRule, ...] = ()
+    # non-product codes (postage, fees, discounts) that are not recommendable items.
+    exclude_items: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_event_type("events.default_event", self.default_event)
+        for raw, canonical in self.event_types.items():
+            _check_event_type(f"events.event_types.{raw}", canonical)
+        if self.columns.event is None and self.event_types:
+            raise ConfigError(
+                "events.event_types is set but events.columns.event is not: "
+                "name the column that holds the event type, or drop event_types"
+            )
+
+
+@dataclass(frozen=True)
+class ItemColumns:
+    """Column names of a wide item catalogue (one row per item)."""
+
+    item: str
+    category: str | None = None
+    brand: str | None = None
+    price: str | None = None
+    available: str | None = None
+    created: str | None = None
+
+
+@dataclass(frozen=True)
+class ItemPropertyColumns:
+    """Columns of a long item-properties file (RetailRocket: timestamp,itemid,property,value)."""
+
+    item: str = "itemid"
+    property: str = "property"
+    value: str = "value"
+    timestamp: str | None = "timestamp"
+
+
+@dataclass(frozen=True)
+class ItemsSource:
+    """The optional item catalogue, wide (a row per item) or long (a row per item property)."""
+
+    path: tuple[Path, ...]
+    layout: Literal["wide", "properties"] = "wide"
+    format: FileFormat = "auto"
+    encoding: str = "utf-8"
+    columns: ItemColumns | None = None
+    property_columns: ItemPropertyColumns = field(default_factory=ItemPropertyColumns)
+    # catalogue field -> property name, for the long layout, e.g. {category = "categoryid"}.
+    properties: dict[str, str] = field(default_factory=dict)
+    timestamp_unit: TimestampUnit = "ms"
+
+    def __post_init__(self) -> None:
+        if self.layout == "wide" and self.columns is None:
+            raise ConfigError("items.columns is required when items.layout = 'wide'")
+        if self.layout == "properties" and not self.properties:
+            raise ConfigError(
+                "items.properties is required when items.layout = 'properties' "
+                "(e.g. properties = {category = 'categoryid', available = 'available'})"
+            )
+        for name in self.properties:
+            if name not in ITEM_FIELDS:
+                raise ConfigError(
+                    f"items.properties: unknown catalogue field {name!r} "
+                    f"(expected one of {sorted(ITEM_FIELDS)})"
+                )
+
+
+@dataclass(frozen=True)
+class UsersSource:
+    """The optional user attributes file: a user id plus free columns (region, age band, ...)."""
+
+    path: tuple[Path, ...]
+    user: str
+    # attribute columns to keep; empty keeps every other column.
+    attributes: tuple[str, ...] = ()
+    format: FileFormat = "auto"
+    encoding: str = "utf-8"
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """How bad rows are treated."""
+
+    on_error: OnError = "quarantine"
+    duplicates: Duplicates = "drop"
+    # times before this are rejected as timestamp_out_of_range (ISO date, shop time zone).
+    min_time: str = "1995-01-01"
+    # times later than this many days after the wall clock are rejected as out of range.
+    max_future_days: float = 1.0
+    # optional window of valid times; rows outside it are rejected as out_of_window.
+    window_start: str | None = None
+    window_end: str | None = None
+
+
+@dataclass(frozen=True)
+class MatrixConfig:
+    """How events become the user x item confidence matrix."""
+
+    weights: dict[str, float] = field(
+        default_factory=lambda: {"view": 1.0, "cart": 4.0, "favourite": 3.0, "purchase": 10.0}
+    )
+    # how repeated events of one type on one (user, item) combine: every one counts, once, or
+    # log1p of the count, which keeps a wholesaler's 200th order from drowning everything else.
+    repeats: Repeats = "log1p"
+    # half-life of an event's weight in days; 0 turns time decay off.
+    half_life_days: float = 0.0
+    # reference time of the decay (ISO date-time); None uses the newest event in the log.
+    reference_time: str | None = None
+
+    def __post_init__(self) -> None:
+        for name, weight in self.weights.items():
+            _check_event_type(f"matrix.weights.{name}", name)
+            if name == "return":
+                raise ConfigError(
+                    "matrix.weights.return: returns carry no weight of their own; "
+                    "they cancel the purchases they return"
+                )
+            if weight < 0:
+                raise ConfigError(f"matrix.weights.{name} must be >= 0 (got {weight})")
+        if self.half_life_days < 0:
+            raise ConfigError(f"matrix.half_life_days must be >= 0 (got {self.half_life_days})")
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Where the job writes what it produces."""
+
+    models: Path = Path("models")
+    rejects: Path = Path("rejects")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration of one shop."""
+
+    events: EventsSource
+    items: ItemsSource | None = None
+    users: UsersSource | None = None
+    # the shop's time zone: naive local times in the logs are read in it, days are counted in it.
+    timezone: str = "UTC"
+    seed: int = 0
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    matrix: MatrixConfig = field(default_factory=MatrixConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    # the file this was loaded from, for messages; not part of the hash.
+    source: Path | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ConfigError(
+                f"timezone {self.timezone!r} is not an IANA time zone name "
+                "(e.g. 'Europe/London', 'Asia/Shanghai', 'UTC')"
+            ) from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the configuration as plain JSON-ready data."""
+        data = _plain(self)
+        data.pop("source", None)
+        return typing.cast(dict[str, Any], data)
+
+    def hash(self) -> str:
+        """Return the sha256 of the canonical JSON form of the configuration."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def load_config(path: str | Path) -> Config:
+    """Load and validate a TOML configuration file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return config_from_dict(data, base_dir=path.resolve().parent, source=path)
+
+
+def config_from_dict(
+    data: dict[str, Any], base_dir: str | Path = ".", source: Path | None = None
+) -> Config:
+    """Build a Config from parsed TOML data; relative paths resolve against base_dir."""
+    where = f"{source}: " if source is not None else ""
+    try:
+        config = _build(Config, data, "", Path(base_dir))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}{exc}") from None
+    return dataclasses.replace(config, source=source)
+
+
+def _check_event_type(key: str, value: str) -> None:
+    if value not in EVENT_TYPES:
+        raise ConfigError(f"{key}: unknown event type {value!r} (expected one of {EVENT_TYPES})")
+
+
+# --- the generic builder: dataclass field types are the declared constraints -----------------
+
+
+def _build(cls: type, data: Any, key: str, base_dir: Path) -> Any:
+    label = key or "the top level"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{label} must be a table (got {_kind(data)})")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name != "source"}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key {_join(key, unknown[0])!r} (expected one of {sorted(fields)})"
+        )
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _coerce(hints[name], data[name], _join(key, name), base_dir)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"missing required key {_join(key, name)!r}")
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _coerce(tp: Any, value: Any, key: str, base_dir: Path) -> Any:
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        options = [a for a in get_args(tp) if a is not type(None)]
+        if len(options) == 1:
+            return _coerce(options[0], value, key, base_dir)
+        raise TypeError(f"unsupported config type {tp}")  # pragma: no cover - our own types
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value not in allowed:
+            raise ConfigError(f"{key} must be one of {list(allowed)} (got {value!r})")
+        return value
+    if origin is tuple:
+        (item_tp, _ellipsis) = get_args(tp)
+        if item_tp is Path and isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list (got {_kind(value)})")
+        return tuple(_coerce(item_tp, v, f"{key}[{i}]", base_dir) for i, v in enumerate(value))
+    if origin is dict:
+        _key_tp, value_tp = get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a table (got {_kind(value)})")
+        return {str(k): _coerce(value_tp, v, f"{key}.{k}", base_dir) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return _build(typing.cast(type, tp), value, key, base_dir)
+    if tp is Path:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a path string (got {_kind(value)})")
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (base_dir / path).resolve()
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key} must be a number (got {_kind(value)})")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer (got {_kind(value)})")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false (got {_kind(value)})")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string (got {_kind(value)})")
+        return value
+    raise TypeError(f"unsupported config type {tp}")  # pragma: no cover - our own types
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _kind(value: Any) -> str:
+    kinds = {dict: "a table", list: "a list", str: "a string", bool: "a boolean"}
+    return kinds.get(type(value), f"{type(value).__name__} {value!r}")
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value

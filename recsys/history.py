@@ -1,0 +1,78 @@
+"""Per-user, time-ordered event histories, for sessions, recency and repurchase cycles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from recsys.ids import IdMap
+
+
+@dataclass(frozen=True)
+class UserHistory:
+    """Every user's events, oldest first, in CSR layout: user u owns rows indptr[u]:indptr[u+1].
+
+    Events whose user or item is not in the id maps are left out.
+    """
+
+    indptr: np.ndarray  # int64, n_users + 1
+    items: np.ndarray  # int32 item indices
+    events: np.ndarray  # int8 EventType codes
+    timestamps: np.ndarray  # int64 Unix seconds
+    quantities: np.ndarray  # float32
+
+    @classmethod
+    def from_events(cls, events: pd.DataFrame, users: IdMap, items: IdMap) -> UserHistory:
+        """Build histories from canonical events; ties in time keep the log's order."""
+        u = users.index(events["user"].to_numpy())
+        i = items.index(events["item"].to_numpy())
+        mapped = (u >= 0) & (i >= 0)
+        u, i = u[mapped], i[mapped]
+        ts = events["timestamp"].to_numpy()[mapped]
+        order = np.lexsort((ts, u))
+        counts = np.bincount(u, minlength=len(users))
+        indptr = np.zeros(len(users) + 1, dtype=np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        return cls(
+            indptr=indptr,
+            items=i[order].astype(np.int32),
+            events=events["event"].to_numpy()[mapped][order].astype(np.int8),
+            timestamps=ts[order].astype(np.int64),
+            quantities=events["quantity"].to_numpy()[mapped][order].astype(np.float32),
+        )
+
+    @property
+    def n_users(self) -> int:
+        """Number of users (rows of indptr minus one)."""
+        return len(self.indptr) - 1
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def of(self, user: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return (item indices, event codes, timestamps) of one user's events, oldest first."""
+        if not 0 <= user < self.n_users:
+            raise IndexError(f"user index {user} is outside 0..{self.n_users - 1}")
+        lo, hi = self.indptr[user], self.indptr[user + 1]
+        return self.items[lo:hi], self.events[lo:hi], self.timestamps[lo:hi]
+
+    def lengths(self) -> np.ndarray:
+        """Number of events per user."""
+        return np.diff(self.indptr)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Named arrays for saving without pickle."""
+        return {
+            "indptr": self.indptr,
+            "items": self.items,
+            "events": self.events,
+            "timestamps": self.timestamps,
+            "quantities": self.quantities,
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> UserHistory:
+        """Rebuild from the arrays returned by arrays()."""
+        return cls(**{name: np.asarray(arrays[name]) for name in cls.__dataclass_fields__})

@@ -1,0 +1,364 @@
+"""Loading the shop's event log: map columns to the canonical schema, validate, count every row."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recsys.config import Config, EventsSource, ReturnRule, ValidationConfig
+from recsys.errors import EventsSchemaError
+from recsys.schema import EVENT_TYPES, REASON_CODES, REASONS, EventType
+from recsys.tables import normalize_ids, read_columns, to_numbers
+from recsys.times import format_instant, parse_instant, parse_times
+
+log = logging.getLogger(__name__)
+
+_SECONDS_PER_DAY = 86_400
+
+
+@dataclass
+class LoadReport:
+    """What happened to every row of one input: rows read = accepted + rejected, by reason."""
+
+    source: str
+    files: dict[str, int] = field(default_factory=dict)
+    rows_read: int = 0
+    accepted: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    # accepted rows a return rule turned into returns.
+    returns: int = 0
+    by_event: dict[str, int] = field(default_factory=dict)
+    users: int = 0
+    items: int = 0
+    first_time: str | None = None
+    last_time: str | None = None
+    rejects_path: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def rejected_total(self) -> int:
+        """Number of rows rejected, all reasons together."""
+        return sum(self.rejected.values())
+
+    def check(self) -> None:
+        """Raise AssertionError unless every row read is accounted for."""
+        if self.rows_read != self.accepted + self.rejected_total:
+            raise AssertionError(
+                f"{self.source}: {self.rows_read} rows read but {self.accepted} accepted "
+                f"+ {self.rejected_total} rejected"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the report as JSON-ready data."""
+        return {k: v for k, v in self.__dict__.items()} | {"rejected_total": self.rejected_total}
+
+    def format(self) -> str:
+        """Return the report as a small text table."""
+        lines = [f"{self.source}: {self.rows_read:,} rows read from {len(self.files)} file(s)"]
+        for name, rows in self.files.items():
+            lines.append(f"  {name}: {rows:,} rows")
+        lines.append(f"  accepted  {self.accepted:>12,}")
+        lines.append(f"  rejected  {self.rejected_total:>12,}")
+        for reason, count in self.rejected.items():
+            lines.append(f"    {reason:<24}{count:>10,}")
+        if self.by_event:
+            kinds = ", ".join(f"{k} {v:,}" for k, v in self.by_event.items() if v)
+            lines.append(f"  events: {kinds}")
+        if self.returns:
+            lines.append(f"  returns from return rules: {self.returns:,}")
+        if self.users or self.items:
+            lines.append(f"  users {self.users:,}, items {self.items:,}")
+        if self.first_time:
+            lines.append(f"  time span: {self.first_time} .. {self.last_time}")
+        if self.rejects_path:
+            lines.append(f"  rejected rows written to {self.rejects_path}")
+        return "\n".join(lines)
+
+
+@dataclass
+class EventLog:
+    """Accepted events in canonical columns, with the report of how they were loaded.
+
+    `frame` columns: user, item (shop's ids: int64 or str), event (int8 EventType code),
+    timestamp (int64 Unix seconds, UTC), quantity (float64, returns positive), price (float64,
+    NaN when unknown), and session / category when the log has them.
+    """
+
+    frame: pd.DataFrame
+    report: LoadReport
+    timezone: str = "UTC"
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+
+def load_events(
+    config: Config, *, on_error: str | None = None, rejects_dir: Path | None = None
+) -> EventLog:
+    """Read, map and validate the configured event log; reject bad rows by policy."""
+    started = time.perf_counter()
+    src = config.events
+    policy = on_error or config.validation.on_error
+    if policy not in ("strict", "quarantine"):
+        raise ValueError(f"on_error must be 'strict' or 'quarantine' (got {policy!r})")
+    raw, files = _read_sources(src)
+    report = LoadReport(source="events", files=files, rows_read=len(raw))
+    if len(raw) == 0:
+        raise EventsSchemaError(
+            f"{_names(src.path)}: the event log has no data rows; nothing to train on"
+        )
+    frame, reasons, bad_values = _map_and_validate(raw, src, config.validation, config.timezone)
+    counts = {
+        code: int(n)
+        for code, n in zip(
+            REASON_CODES, np.bincount(reasons, minlength=len(REASON_CODES) + 1)[1:], strict=True
+        )
+        if n
+    }
+    if policy == "strict":
+        _raise_first_fatal(raw, reasons, counts, bad_values, src)
+    ok = reasons == 0
+    accepted = frame.loc[ok].reset_index(drop=True)
+    report.accepted = len(accepted)
+    report.rejected = counts
+    report.returns = int((accepted["event"] == EventType.RETURN).sum())
+    codes = np.bincount(accepted["event"].to_numpy(), minlength=len(EVENT_TYPES))
+    report.by_event = {name: int(n) for name, n in zip(EVENT_TYPES, codes, strict=True)}
+    report.users = int(accepted["user"].nunique())
+    report.items = int(accepted["item"].nunique())
+    if len(accepted):
+        report.first_time = format_instant(int(accepted["timestamp"].min()), config.timezone)
+        report.last_time = format_instant(int(accepted["timestamp"].max()), config.timezone)
+    if report.rejected_total:
+        target = rejects_dir if rejects_dir is not None else config.output.rejects
+        labels = np.asarray(("", *REASON_CODES))[reasons]
+        report.rejects_path = str(
+            write_rejects(raw, labels, src.path, target / "events.rejects.csv")
+        )
+    report.seconds = round(time.perf_counter() - started, 3)
+    report.check()
+    log.info(
+        "events: %s rows read, %s accepted, %s rejected in %.2fs",
+        report.rows_read,
+        report.accepted,
+        report.rejected_total,
+        report.seconds,
+    )
+    return EventLog(frame=accepted, report=report, timezone=config.timezone)
+
+
+def _names(paths: tuple[Path, ...]) -> str:
+    return ", ".join(p.name for p in paths)
+
+
+def _read_sources(src: EventsSource) -> tuple[pd.DataFrame, dict[str, int]]:
+    cols = src.columns
+    required = [cols.user, cols.item, cols.timestamp] + ([cols.event] if cols.event else [])
+    rule_cols = [r.column for r in src.return_rules]
+    optional = [c for c in (cols.quantity, cols.price, cols.session, cols.category) if c]
+    text = [c for c in (cols.user, cols.item, cols.session, cols.event, cols.category) if c]
+    text += [r.column for r in src.return_rules if r.less_than is None]
+    frames = []
+    files: dict[str, int] = {}
+    for i, path in enumerate(src.path):
+        frame = read_columns(
+            path,
+            required=list(dict.fromkeys(required + rule_cols)),
+            optional=optional,
+            what="events",
+            fmt=src.format,
+            encoding=src.encoding,
+            text_columns=text,
+            config_key="events.columns",
+        )
+        frame["__file"] = np.int16(i)
+        frame["__row"] = np.arange(1, len(frame) + 1, dtype=np.int64)
+        files[path.name] = len(frame)
+        frames.append(frame)
+    raw = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    return raw, files
+
+
+def _map_and_validate(
+    raw: pd.DataFrame, src: EventsSource, rules: ValidationConfig, timezone: str
+) -> tuple[pd.DataFrame, np.ndarray, dict[str, np.ndarray]]:
+    """Return (canonical frame, reason code per row (0 = accepted), offending mask per reason)."""
+    cols = src.columns
+    n = len(raw)
+    masks: dict[str, np.ndarray] = {}
+
+    user = normalize_ids(raw[cols.user])
+    item = normalize_ids(raw[cols.item])
+    masks["missing_user"] = user.isna().to_numpy()
+    masks["missing_item"] = item.isna().to_numpy()
+
+    seconds, masks["bad_timestamp"] = parse_times(
+        raw[cols.timestamp],
+        src.timestamp_unit,
+        timezone,
+        src.timestamp_format,
+        column=cols.timestamp,
+    )
+    low = parse_instant(rules.min_time, timezone, "validation.min_time")
+    high = int(time.time() + rules.max_future_days * _SECONDS_PER_DAY)
+    valid_time = ~masks["bad_timestamp"]
+    masks["timestamp_out_of_range"] = valid_time & ((seconds < low) | (seconds > high))
+    window = np.zeros(n, dtype=bool)
+    if rules.window_start is not None:
+        window |= seconds < parse_instant(rules.window_start, timezone, "validation.window_start")
+    if rules.window_end is not None:
+        window |= seconds >= parse_instant(rules.window_end, timezone, "validation.window_end")
+    masks["out_of_window"] = valid_time & window
+
+    event, masks["unknown_event"] = _event_codes(raw, src)
+    is_return = _return_mask(raw, src.return_rules)
+    event[is_return] = EventType.RETURN
+
+    excluded = set(src.exclude_items)
+    masks["excluded_item"] = (
+        item.astype("str").isin(excluded).to_numpy() & ~masks["missing_item"]
+        if excluded
+        else np.zeros(n, dtype=bool)
+    )
+
+    if cols.quantity and cols.quantity in raw:
+        quantity, masks["bad_quantity"] = to_numbers(raw[cols.quantity])
+        quantity = np.where(np.isnan(quantity) & ~masks["bad_quantity"], 1.0, quantity)
+    else:
+        quantity, masks["bad_quantity"] = np.ones(n), np.zeros(n, dtype=bool)
+    masks["negative_quantity"] = (quantity < 0) & ~is_return
+    quantity = np.abs(quantity)
+
+    if cols.price and cols.price in raw:
+        price, masks["bad_price"] = to_numbers(raw[cols.price])
+    else:
+        price, masks["bad_price"] = np.full(n, np.nan), np.zeros(n, dtype=bool)
+    masks["negative_price"] = price < 0
+
+    data: dict[str, Any] = {
+        "user": _plain_ids(user),
+        "item": _plain_ids(item),
+        "event": event,
+        "timestamp": seconds,
+        "quantity": quantity,
+        "price": price,
+    }
+    if cols.session and cols.session in raw:
+        data["session"] = raw[cols.session].astype("str").where(raw[cols.session].notna())
+    if cols.category and cols.category in raw:
+        data["category"] = _plain_ids(normalize_ids(raw[cols.category]))
+    frame = pd.DataFrame(data)
+
+    reasons = np.zeros(n, dtype=np.int8)
+    for code_index, reason in enumerate(REASONS, start=1):
+        if reason.code == "duplicate":
+            continue
+        mask = masks[reason.code]
+        reasons[(reasons == 0) & mask] = code_index
+    if rules.duplicates == "drop":
+        ok = reasons == 0
+        key = ["user", "item", "event", "timestamp", "quantity", "price"]
+        key += ["session"] if "session" in frame else []
+        dup = np.zeros(n, dtype=bool)
+        dup[ok] = frame.loc[ok, key].duplicated(keep="first").to_numpy()
+        masks["duplicate"] = dup
+        reasons[dup] = REASON_CODES.index("duplicate") + 1
+    return frame, reasons, masks
+
+
+def _plain_ids(ids: pd.Series) -> pd.Series:
+    """Nullable ints become plain int64 (nulls, already rejected, become 0) for fast numpy work."""
+    if isinstance(ids.dtype, pd.Int64Dtype):
+        return ids.fillna(0).astype("int64")
+    return ids
+
+
+def _event_codes(raw: pd.DataFrame, src: EventsSource) -> tuple[np.ndarray, np.ndarray]:
+    n = len(raw)
+    column = src.columns.event
+    if column is None:
+        return np.full(n, EVENT_TYPES.index(src.default_event), dtype=np.int8), np.zeros(n, bool)
+    mapping = src.event_types or {name: name for name in EVENT_TYPES}
+    # Factorize first: a log has millions of rows but a handful of distinct event values.
+    codes, uniques = pd.factorize(raw[column].astype("str").str.strip(), use_na_sentinel=True)
+    lookup = np.array(
+        [EVENT_TYPES.index(mapping[u]) if u in mapping else -1 for u in uniques] + [-1],
+        dtype=np.int8,
+    )
+    event = lookup[codes]  # code -1 (missing) indexes the trailing -1
+    unknown = event < 0
+    event[unknown] = 0
+    return event, unknown
+
+
+def _return_mask(raw: pd.DataFrame, rules: tuple[ReturnRule, ...]) -> np.ndarray:
+    mask = np.zeros(len(raw), dtype=bool)
+    for rule in rules:
+        values = raw[rule.column]
+        if rule.less_than is not None:
+            numbers, _ = to_numbers(values)
+            mask |= numbers < rule.less_than
+            continue
+        text = values.astype("str").where(values.notna())
+        if rule.starts_with is not None:
+            mask |= text.str.startswith(rule.starts_with).fillna(False).to_numpy(dtype=bool)
+        elif rule.equals is not None:
+            mask |= (text == rule.equals).fillna(False).to_numpy(dtype=bool)
+    return mask
+
+
+def _raise_first_fatal(
+    raw: pd.DataFrame,
+    reasons: np.ndarray,
+    counts: dict[str, int],
+    masks: dict[str, np.ndarray],
+    src: EventsSource,
+) -> None:
+    cols = src.columns
+    column_of = {
+        "missing_user": cols.user,
+        "missing_item": cols.item,
+        "bad_timestamp": cols.timestamp,
+        "timestamp_out_of_range": cols.timestamp,
+        "unknown_event": cols.event,
+        "bad_quantity": cols.quantity,
+        "negative_quantity": cols.quantity,
+        "bad_price": cols.price,
+        "negative_price": cols.price,
+    }
+    for code_index, reason in enumerate(REASONS, start=1):
+        if not reason.fatal or reason.code not in counts:
+            continue
+        first = int(np.flatnonzero(reasons == code_index)[0])
+        column = column_of[reason.code]
+        value = raw[column].iloc[first] if column else None
+        shown = "" if value is None or (isinstance(value, float) and np.isnan(value)) else value
+        file_name = src.path[int(raw["__file"].iloc[first])].name
+        row = int(raw["__row"].iloc[first])
+        raise EventsSchemaError(
+            f"{file_name}: column {column!r} has {counts[reason.code]:,} {reason.what} "
+            f"(first at row {row}: {str(shown)!r}); fix them or set "
+            "validation.on_error = 'quarantine' to set such rows aside"
+        )
+
+
+def write_rejects(
+    raw: pd.DataFrame, reasons: np.ndarray, sources: tuple[Path, ...], path: Path
+) -> Path:
+    """Write raw rows with a non-empty reason, with their file and 1-based row, to a CSV file."""
+    bad = reasons != ""
+    rejects = raw.loc[bad].drop(columns=["__file", "__row"])
+    rejects.insert(0, "row", raw.loc[bad, "__row"].to_numpy())
+    rejects.insert(0, "file", np.asarray([p.name for p in sources])[raw.loc[bad, "__file"]])
+    rejects.insert(0, "reason", reasons[bad])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".csv.tmp")
+    rejects.to_csv(tmp, index=False)
+    tmp.replace(path)
+    return path

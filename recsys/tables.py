@@ -1,0 +1,184 @@
+"""Reading the shop's CSV and Parquet files into frames, with errors that name the file."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from recsys.errors import InputFileError, SchemaError
+
+_PARQUET_SUFFIXES = {".parquet", ".pq", ".parq"}
+_CSV_SUFFIXES = {".csv", ".txt", ".tsv", ".gz"}
+_INT_TEXT = r"^-?(0|[1-9][0-9]{0,17})(\.0*)?$"
+
+
+def detect_format(path: Path, fmt: str = "auto") -> str:
+    """Return 'csv' or 'parquet' for a file, from the configured format or its name and bytes."""
+    if fmt != "auto":
+        return fmt
+    suffix = path.suffix.lower()
+    if suffix in _PARQUET_SUFFIXES:
+        return "parquet"
+    if suffix in _CSV_SUFFIXES:
+        return "csv"
+    with path.open("rb") as fh:
+        magic = fh.read(4)
+    if magic == b"PAR1":
+        return "parquet"
+    return "csv"
+
+
+def check_readable(path: Path, what: str) -> None:
+    """Raise InputFileError unless path is an existing, non-empty file."""
+    if not path.exists():
+        raise InputFileError(f"{path}: {what} file not found")
+    if not path.is_file():
+        raise InputFileError(f"{path}: {what} path is not a file")
+    if path.stat().st_size == 0:
+        raise InputFileError(f"{path}: {what} file is empty (0 bytes)")
+
+
+def read_columns(
+    path: Path,
+    required: Sequence[str],
+    optional: Sequence[str] = (),
+    *,
+    what: str,
+    fmt: str = "auto",
+    encoding: str = "utf-8",
+    text_columns: Sequence[str] = (),
+    config_key: str = "",
+    all_columns: bool = False,
+) -> pd.DataFrame:
+    """Read the named columns (or all, with all_columns) of a CSV or Parquet file.
+
+    `text_columns` are read as text from CSV. Missing required columns raise SchemaError
+    naming the columns the file does have.
+    """
+    check_readable(path, what)
+    kind = detect_format(path, fmt)
+    names = _column_names(path, kind, encoding, what)
+    missing = [c for c in required if c not in names]
+    if missing:
+        hint = f"; set {config_key} to the file's column names" if config_key else ""
+        raise SchemaError(
+            f"{path.name}: missing required column {missing[0]!r} (columns found: {names}){hint}"
+        )
+    present = names if all_columns else [c for c in optional if c in names]
+    wanted = list(dict.fromkeys([*required, *present]))
+    if kind == "parquet":
+        table = _read_parquet(path, wanted, what)
+    else:
+        table = _read_csv(path, wanted, encoding, set(text_columns), what)
+    return table.to_pandas()
+
+
+def _column_names(path: Path, kind: str, encoding: str, what: str) -> list[str]:
+    if kind == "parquet":
+        try:
+            return list(pq.read_schema(path).names)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputFileError(
+                f"{path}: {what} file is not a readable Parquet file ({exc})"
+            ) from None
+    try:
+        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(encoding=encoding))
+        names = list(reader.schema.names)
+        reader.close()
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError, LookupError) as exc:
+        raise _csv_error(path, what, encoding, exc) from None
+    if not names:
+        raise InputFileError(f"{path}: {what} file has no header row")
+    return names
+
+
+def _read_parquet(path: Path, columns: list[str], what: str) -> pa.Table:
+    try:
+        return pq.read_table(path, columns=columns)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputFileError(
+            f"{path}: {what} file is not a readable Parquet file ({exc})"
+        ) from None
+
+
+def _read_csv(path: Path, columns: list[str], encoding: str, text: set[str], what: str) -> pa.Table:
+    read = pacsv.ReadOptions(encoding=encoding, block_size=16 << 20)
+    # Ids and free text stay text so that '007' keeps its zeros; other columns are typed by
+    # pyarrow, and a file whose later rows break the inferred type is re-read all as text so
+    # that validation, not the reader, decides what happens to the bad rows.
+    types = {c: pa.string() for c in columns if c in text}
+    for attempt_types in (types, {c: pa.string() for c in columns}):
+        convert = pacsv.ConvertOptions(
+            include_columns=columns,
+            column_types=attempt_types,
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        )
+        try:
+            return pacsv.read_csv(path, read_options=read, convert_options=convert)
+        except pa.ArrowInvalid as exc:
+            if "conversion error" in str(exc).lower() and attempt_types is types:
+                continue
+            raise _csv_error(path, what, encoding, exc) from None
+        except (OSError, UnicodeDecodeError, LookupError) as exc:
+            raise _csv_error(path, what, encoding, exc) from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _csv_error(path: Path, what: str, encoding: str, exc: Exception) -> InputFileError:
+    text = str(exc)
+    if isinstance(exc, LookupError):
+        return InputFileError(f"{path}: unknown text encoding {encoding!r}")
+    if "utf8" in text.lower().replace("-", "") or isinstance(exc, UnicodeDecodeError):
+        return InputFileError(
+            f"{path}: {what} file is not valid {encoding} text; "
+            "set the source's encoding (e.g. encoding = 'latin-1') or re-save the file as UTF-8"
+        )
+    if "gzip" in text.lower():
+        return InputFileError(f"{path}: {what} file is not valid gzip ({text})")
+    return InputFileError(f"{path}: {what} file is not a readable CSV file ({text})")
+
+
+def normalize_ids(values: pd.Series) -> pd.Series:
+    """Return ids as nullable Int64 when every id is a whole number written plainly, else as text.
+
+    Float ids (17850.0, as spreadsheets and some exports store them) become integers; text ids
+    with leading zeros or letters stay text, so no two distinct ids are ever merged.
+    """
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return values.astype("str")
+    if pd.api.types.is_integer_dtype(values.dtype):
+        return values.astype("Int64")
+    if pd.api.types.is_float_dtype(values.dtype):
+        finite = values.dropna()
+        if len(finite) == 0 or bool(np.all(np.mod(finite.to_numpy(), 1) == 0)):
+            return values.astype("Int64")
+        return _as_text(values.astype("str").where(values.notna()))
+    text = _as_text(values)
+    arr = pa.array(text.dropna(), type=pa.string())
+    if len(arr) and pc.all(pc.match_substring_regex(arr, _INT_TEXT)).as_py():
+        return text.str.replace(r"\.0*$", "", regex=True).astype("Int64")
+    return text
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    text = values.astype("str").where(values.notna()).str.strip()
+    return text.where(text != "")
+
+
+def to_numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Return (float64 values, NaN where empty or bad; mask of present values not numbers)."""
+    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
+        out = values.astype("float64").to_numpy(na_value=np.nan)
+        return out, np.zeros(len(values), dtype=bool)
+    text = _as_text(values)
+    out = pd.to_numeric(text, errors="coerce").astype("float64").to_numpy(na_value=np.nan)
+    bad = np.isnan(out) & text.notna().to_numpy()
+    return out, bad

@@ -1,0 +1,88 @@
+"""The `recsys` command: a thin face over the trainer (and, later, serving's export)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from recsys.config import load_config
+from recsys.errors import RecsysError
+
+# Exit codes a scheduler can act on.
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_BAD_INPUT = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `recsys` command line; return the process exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO if not args.quiet else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code: int = args.run(args)
+        return code
+    except RecsysError as exc:
+        print(f"recsys: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recsys", description="Personalized recommendations for e-commerce shops."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    check = sub.add_parser(
+        "check", help="load and validate the logs, build matrices, print the load report"
+    )
+    check.add_argument("--config", required=True, type=Path, help="the shop's TOML config")
+    check.add_argument(
+        "--on-error",
+        choices=["strict", "quarantine"],
+        help="override validation.on_error: raise on bad rows, or set them aside",
+    )
+    check.add_argument("--rejects", type=Path, help="folder for rejected rows (default: config)")
+    check.set_defaults(run=_check)
+
+    synth = sub.add_parser(
+        "synth", help="write the seeded shop-scale synthetic log (RetailRocket format)"
+    )
+    synth.add_argument("--out", required=True, type=Path, help="folder to write into")
+    synth.add_argument("--scale", type=float, default=1.0, help="size factor (1.0 = 2.76M events)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--format", choices=["csv", "csv.gz", "parquet"], default="csv")
+    synth.set_defaults(run=_synth)
+    return parser
+
+
+def _check(args: argparse.Namespace) -> int:
+    from training.dataset import build_dataset
+
+    config = load_config(args.config)
+    dataset = build_dataset(config, on_error=args.on_error, rejects_dir=args.rejects)
+    print(dataset.format())
+    return EXIT_OK
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from recsys.synthetic import SyntheticShape, generate_retailrocket
+
+    shape = SyntheticShape().scaled(args.scale)
+    paths = generate_retailrocket(args.out, shape, seed=args.seed, fmt=args.format)
+    for name, path in vars(paths).items():
+        print(f"{name}: {path}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""The first steps of the nightly job: load and validate the logs, then build ids and matrices."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import scipy.sparse as sp
+
+from recsys.catalogue import Catalogue, UserAttributes, load_catalogue, load_users
+from recsys.config import Config
+from recsys.history import UserHistory
+from recsys.ids import IdMap
+from recsys.ingest import EventLog, load_events
+from recsys.matrix import MatrixSummary, confidence_matrix
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Dataset:
+    """Everything the models are fitted on, built from one configuration."""
+
+    events: EventLog
+    catalogue: Catalogue | None
+    users_attributes: UserAttributes | None
+    users: IdMap
+    items: IdMap
+    matrix: sp.csr_matrix
+    matrix_summary: MatrixSummary
+    history: UserHistory
+    timings: dict[str, float]
+
+    def format(self) -> str:
+        """Return the load reports and matrix summary as text."""
+        parts = [self.events.report.format()]
+        if self.catalogue is not None:
+            parts.append(self.catalogue.report.format())
+        if self.users_attributes is not None:
+            parts.append(self.users_attributes.report.format())
+        parts.append(self.matrix_summary.format())
+        parts.append(
+            f"history: {len(self.history):,} events of {self.history.n_users:,} users, time-ordered"
+        )
+        steps = ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items())
+        parts.append(f"timings: {steps}")
+        return "\n".join(parts)
+
+
+def build_dataset(
+    config: Config, *, on_error: str | None = None, rejects_dir: Path | None = None
+) -> Dataset:
+    """Load, validate and index the configured logs and build the confidence matrix."""
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def step(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 3)
+        log.info("%s done in %.2fs", name, timings[name])
+        clock = now
+
+    events = load_events(config, on_error=on_error, rejects_dir=rejects_dir)
+    step("load events")
+    catalogue = load_catalogue(config, events.frame, rejects_dir=rejects_dir)
+    users_attributes = load_users(config, rejects_dir=rejects_dir)
+    step("load catalogue")
+    users = IdMap.from_values(events.frame["user"], name="user")
+    items = IdMap.from_values(events.frame["item"], name="item")
+    step("id maps")
+    matrix, summary = confidence_matrix(events.frame, users, items, config.matrix, config.timezone)
+    step("matrix")
+    history = UserHistory.from_events(events.frame, users, items)
+    step("history")
+    return Dataset(
+        events=events,
+        catalogue=catalogue,
+        users_attributes=users_attributes,
+        users=users,
+        items=items,
+        matrix=matrix,
+        matrix_summary=summary,
+        history=history,
+        timings=timings,
+    )
