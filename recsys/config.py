@@ -294,6 +294,10 @@ def _build(cls: type, data: Any, key: str, base_dir: Path) -> Any:
             kwargs[name] = _coerce(hints[name], data[name], _join(key, name), base_dir)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"missing required key {_join(key, name)!r}")
+        elif isinstance(f.default, Path) or dataclasses.is_dataclass(hints[name]):
+            # Defaults go through the builder too, so that default paths resolve like given ones.
+            default = str(f.default) if isinstance(f.default, Path) else {}
+            kwargs[name] = _coerce(hints[name], default, _join(key, name), base_dir)
     try:
         return cls(**kwargs)
     except ConfigError as exc:

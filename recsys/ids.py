@@ -67,9 +67,9 @@ class IdMap:
         found = self._index.get_indexer(values).astype(np.int32)
         if strict and (found < 0).any():
             missing = np.asarray(values)[found < 0]
+            first = missing[0].item()  # a numpy scalar would print as np.str_('...')
             raise UnknownIdError(
-                f"{len(missing):,} {self.name} ids are not known to the model "
-                f"(first: {missing[0]!r})"
+                f"{len(missing):,} {self.name} ids are not known to the model (first: {first!r})"
             )
         return found
 

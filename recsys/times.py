@@ -25,6 +25,11 @@ def parse_times(
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
         return _datetimes_to_seconds(pd.Series(values), timezone)
     if unit in _PER_SECOND:
+        if pd.api.types.is_integer_dtype(values.dtype):
+            # Whole epoch counts divide exactly; float64 would round nanosecond stamps.
+            bad = values.isna().to_numpy()
+            ints = values.to_numpy(dtype=np.int64, na_value=0) // _PER_SECOND[unit]
+            return np.where(bad, NAT, ints), bad
         numbers, _ = to_numbers(values)
         bad = ~np.isfinite(numbers)
         seconds = np.full(len(numbers), NAT, dtype=np.int64)

@@ -21,8 +21,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the `recsys` command line; return the process exit code."""
     parser = _parser()
     args = parser.parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO if not args.quiet else logging.WARNING,
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
