@@ -1,0 +1,46 @@
+"""Shared parts of the benchmark scripts: the synthetic log on disk, timing in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+SYNTHETIC = ROOT / "data" / "synthetic" / "retailrocket"
+
+
+def ensure_synthetic(fmt: str, scale: float = 1.0, seed: int = 0) -> Path:
+    """Return the folder of the seeded synthetic RetailRocket log, generating it if absent."""
+    from recsys.synthetic import SyntheticShape, generate_retailrocket
+
+    folder = (
+        SYNTHETIC
+        if scale == 1.0 and seed == 0
+        else SYNTHETIC.with_name(f"retailrocket-x{scale:g}-s{seed}")
+    )
+    suffix = {"csv": "csv", "csv.gz": "csv.gz", "parquet": "parquet"}[fmt]
+    if not (folder / f"events.{suffix}").exists():
+        print(f"generating the synthetic log ({fmt}, scale {scale:g}) in {folder} ...", flush=True)
+        generate_retailrocket(folder, SyntheticShape().scaled(scale), seed=seed, fmt=fmt)
+    return folder
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_isolated(module: str, *args: str) -> dict[str, Any]:
+    """Run `python -m module --one ...` in a fresh process and return the JSON it prints last."""
+    done = subprocess.run(
+        [sys.executable, "-m", module, "--one", *args],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
