@@ -250,7 +250,7 @@ def _map_and_validate(
         "price": price,
     }
     if cols.session and cols.session in raw:
-        data["session"] = raw[cols.session].astype("str").where(raw[cols.session].notna())
+        data["session"] = normalize_ids(raw[cols.session])
     if cols.category and cols.category in raw:
         data["category"] = _plain_ids(normalize_ids(raw[cols.category]))
     frame = pd.DataFrame(data)
@@ -262,14 +262,26 @@ def _map_and_validate(
         mask = masks[reason.code]
         reasons[(reasons == 0) & mask] = code_index
     if rules.duplicates == "drop":
-        ok = reasons == 0
         key = ["user", "item", "event", "timestamp", "quantity", "price"]
         key += ["session"] if "session" in frame else []
-        dup = np.zeros(n, dtype=bool)
-        dup[ok] = frame.loc[ok, key].duplicated(keep="first").to_numpy()
+        dup = _duplicates(frame, key, reasons == 0)
         masks["duplicate"] = dup
         reasons[dup] = REASON_CODES.index("duplicate") + 1
     return frame, reasons, masks
+
+
+def _duplicates(frame: pd.DataFrame, key: list[str], candidates: np.ndarray) -> np.ndarray:
+    """Mark candidate rows that repeat an earlier candidate row exactly on the key columns."""
+    # Exact comparison of millions of rows is slow; a row hash narrows it to the few rows
+    # that share a hash with another, and only those are compared column by column.
+    rows = frame.loc[candidates, key]
+    hashes = pd.util.hash_pandas_object(rows, index=False).to_numpy()
+    shared = pd.Series(hashes).duplicated(keep=False).to_numpy()
+    dup = np.zeros(len(frame), dtype=bool)
+    if shared.any():
+        positions = np.flatnonzero(candidates)[shared]
+        dup[positions] = rows.loc[rows.index[shared]].duplicated(keep="first").to_numpy()
+    return dup
 
 
 def _plain_ids(ids: pd.Series) -> pd.Series:
@@ -286,9 +298,10 @@ def _event_codes(raw: pd.DataFrame, src: EventsSource) -> tuple[np.ndarray, np.n
         return np.full(n, EVENT_TYPES.index(src.default_event), dtype=np.int8), np.zeros(n, bool)
     mapping = src.event_types or {name: name for name in EVENT_TYPES}
     # Factorize first: a log has millions of rows but a handful of distinct event values.
-    codes, uniques = pd.factorize(raw[column].astype("str").str.strip(), use_na_sentinel=True)
+    codes, uniques = pd.factorize(raw[column], use_na_sentinel=True)
+    names = [str(u).strip() for u in uniques]
     lookup = np.array(
-        [EVENT_TYPES.index(mapping[u]) if u in mapping else -1 for u in uniques] + [-1],
+        [EVENT_TYPES.index(mapping[u]) if u in mapping else -1 for u in names] + [-1],
         dtype=np.int8,
     )
     event = lookup[codes]  # code -1 (missing) indexes the trailing -1
