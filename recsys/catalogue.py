@@ -283,7 +283,7 @@ def _set_aside(
     bad = np.isin(reasons, _BAD)
     if bad.any():
         path = rejects_dir / f"{report.source}.rejects.csv"
-        report.rejects_path = str(write_rejects(raw, np.where(bad, reasons, ""), sources, path))
+        report.rejects_path = str(write_rejects(raw, bad, reasons[bad], sources, path))
 
 
 def _counts(reasons: np.ndarray) -> dict[str, int]:

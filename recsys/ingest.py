@@ -113,7 +113,7 @@ def load_events(
         raise EventsSchemaError(
             f"{_names(src.path)}: the event log has no data rows; nothing to train on"
         )
-    frame, reasons, bad_values = _map_and_validate(raw, src, config.validation, config.timezone)
+    data, reasons, bad_values = _map_and_validate(raw, src, config.validation, config.timezone)
     counts = {
         code: int(n)
         for code, n in zip(
@@ -124,7 +124,8 @@ def load_events(
     if policy == "strict":
         _raise_first_fatal(raw, reasons, counts, bad_values, src)
     ok = reasons == 0
-    accepted = frame.loc[ok].reset_index(drop=True)
+    positions = np.flatnonzero(ok)
+    accepted = pd.DataFrame({name: _take(column, positions) for name, column in data.items()})
     report.accepted = len(accepted)
     report.rejected = counts
     report.returns = int((accepted["event"] == EventType.RETURN).sum())
@@ -137,10 +138,10 @@ def load_events(
         report.last_time = format_instant(int(accepted["timestamp"].max()), config.timezone)
     if report.rejected_total:
         target = rejects_dir if rejects_dir is not None else config.output.rejects
-        labels = np.asarray(("", *REASON_CODES))[reasons]
-        report.rejects_path = str(
-            write_rejects(raw, labels, src.path, target / "events.rejects.csv")
-        )
+        bad = reasons > 0
+        labels = np.asarray(REASON_CODES)[reasons[bad] - 1]
+        written = write_rejects(raw, bad, labels, src.path, target / "events.rejects.csv")
+        report.rejects_path = str(written)
     report.seconds = round(time.perf_counter() - started, 3)
     report.check()
     log.info(
@@ -187,8 +188,8 @@ def _read_sources(src: EventsSource) -> tuple[pd.DataFrame, dict[str, int]]:
 
 def _map_and_validate(
     raw: pd.DataFrame, src: EventsSource, rules: ValidationConfig, timezone: str
-) -> tuple[pd.DataFrame, np.ndarray, dict[str, np.ndarray]]:
-    """Return (canonical frame, reason code per row (0 = accepted), offending mask per reason)."""
+) -> tuple[dict[str, Any], np.ndarray, dict[str, np.ndarray]]:
+    """Return (canonical columns, reason code per row (0 = accepted), offending mask per reason)."""
     cols = src.columns
     n = len(raw)
     masks: dict[str, np.ndarray] = {}
@@ -253,8 +254,6 @@ def _map_and_validate(
         data["session"] = normalize_ids(raw[cols.session])
     if cols.category and cols.category in raw:
         data["category"] = _plain_ids(normalize_ids(raw[cols.category]))
-    frame = pd.DataFrame(data)
-
     reasons = np.zeros(n, dtype=np.int8)
     for code_index, reason in enumerate(REASONS, start=1):
         if reason.code == "duplicate":
@@ -263,25 +262,55 @@ def _map_and_validate(
         reasons[(reasons == 0) & mask] = code_index
     if rules.duplicates == "drop":
         key = ["user", "item", "event", "timestamp", "quantity", "price"]
-        key += ["session"] if "session" in frame else []
-        dup = _duplicates(frame, key, reasons == 0)
+        key += ["session"] if "session" in data else []
+        dup = _duplicates([data[k] for k in key], reasons == 0)
         masks["duplicate"] = dup
         reasons[dup] = REASON_CODES.index("duplicate") + 1
-    return frame, reasons, masks
+    return data, reasons, masks
 
 
-def _duplicates(frame: pd.DataFrame, key: list[str], candidates: np.ndarray) -> np.ndarray:
-    """Mark candidate rows that repeat an earlier candidate row exactly on the key columns."""
-    # Exact comparison of millions of rows is slow; a row hash narrows it to the few rows
-    # that share a hash with another, and only those are compared column by column.
-    rows = frame.loc[candidates, key]
-    hashes = pd.util.hash_pandas_object(rows, index=False).to_numpy()
-    shared = pd.Series(hashes).duplicated(keep=False).to_numpy()
-    dup = np.zeros(len(frame), dtype=bool)
-    if shared.any():
-        positions = np.flatnonzero(candidates)[shared]
-        dup[positions] = rows.loc[rows.index[shared]].duplicated(keep="first").to_numpy()
+def _duplicates(columns: list[Any], candidates: np.ndarray) -> np.ndarray:
+    """Mark candidate rows that repeat an earlier candidate row exactly on the given columns."""
+    # Comparing millions of rows column by column is slow; a 64-bit row hash narrows the work
+    # to the few rows whose hash occurs twice, and only those are compared exactly.
+    hashes = _row_hashes(columns)[candidates]
+    ordered = np.sort(hashes)
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    dup = np.zeros(len(candidates), dtype=bool)
+    if len(repeated) == 0:
+        return dup
+    repeated = np.unique(repeated)
+    found = repeated[np.minimum(np.searchsorted(repeated, hashes), len(repeated) - 1)]
+    positions = np.flatnonzero(candidates)[found == hashes]
+    rows = pd.DataFrame({i: _take(col, positions) for i, col in enumerate(columns)})
+    dup[positions] = rows.duplicated(keep="first").to_numpy()
     return dup
+
+
+def _row_hashes(columns: list[Any]) -> np.ndarray:
+    mixed = np.zeros(len(columns[0]), dtype=np.uint64)
+    for column in columns:
+        values = np.asarray(column) if isinstance(column, np.ndarray) else None
+        if values is not None and values.dtype.kind in "iuf":
+            if values.dtype.kind == "f":
+                # +0.0/-0.0 and every NaN must hash alike, as they compare alike below.
+                values = np.where(np.isnan(values), np.nan, values + 0.0)
+            part = (
+                np.ascontiguousarray(values).astype(values.dtype.newbyteorder("=")).view(np.uint64)
+                if values.dtype.itemsize == 8
+                else values.astype(np.int64).view(np.uint64)
+            )
+        else:
+            part = pd.util.hash_pandas_object(pd.Series(column), index=False).to_numpy()
+        mixed = (mixed ^ part) * np.uint64(0x9E3779B97F4A7C15)
+        mixed ^= mixed >> np.uint64(29)
+    return mixed
+
+
+def _take(column: Any, positions: np.ndarray) -> Any:
+    if isinstance(column, pd.Series):
+        return column.iloc[positions].reset_index(drop=True)
+    return np.asarray(column)[positions]
 
 
 def _plain_ids(ids: pd.Series) -> pd.Series:
@@ -362,14 +391,13 @@ def _raise_first_fatal(
 
 
 def write_rejects(
-    raw: pd.DataFrame, reasons: np.ndarray, sources: tuple[Path, ...], path: Path
+    raw: pd.DataFrame, bad: np.ndarray, reasons: np.ndarray, sources: tuple[Path, ...], path: Path
 ) -> Path:
-    """Write raw rows with a non-empty reason, with their file and 1-based row, to a CSV file."""
-    bad = reasons != ""
+    """Write the raw rows marked bad, with reason, file and 1-based row, to a CSV file."""
     rejects = raw.loc[bad].drop(columns=["__file", "__row"])
     rejects.insert(0, "row", raw.loc[bad, "__row"].to_numpy())
     rejects.insert(0, "file", np.asarray([p.name for p in sources])[raw.loc[bad, "__file"]])
-    rejects.insert(0, "reason", reasons[bad])
+    rejects.insert(0, "reason", reasons)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".csv.tmp")
     rejects.to_csv(tmp, index=False)

@@ -328,3 +328,15 @@ def test_file_whose_later_rows_break_the_inferred_type_still_validates_per_row(
     _log(tmp_path, "\n".join(rows))
     report = load_events(make_config(tmp_path, CLICKS)).report
     assert (report.accepted, report.rejected) == (30_000, {"bad_timestamp": 1})
+
+
+def test_only_rows_equal_in_every_column_count_as_duplicates(tmp_path: Path) -> None:
+    rows = (
+        "A1,7,X,1,,2011-01-01 09:00\n"
+        "A1,7,X,1,,2011-01-01 09:00\n"  # same, with an empty price in both
+        "A2,7,X,1,,2011-01-01 09:00\n"  # other invoice
+        "A1,7,X,2,,2011-01-01 09:00\n"  # other quantity
+        "A1,8,X,1,,2011-01-01 09:00"  # other customer
+    )
+    log = load_events(make_config(tmp_path, _purchases(tmp_path, rows)))
+    assert (log.report.accepted, log.report.rejected) == (4, {"duplicate": 1})
