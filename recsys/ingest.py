@@ -290,16 +290,14 @@ def _duplicates(columns: list[Any], candidates: np.ndarray) -> np.ndarray:
 def _row_hashes(columns: list[Any]) -> np.ndarray:
     mixed = np.zeros(len(columns[0]), dtype=np.uint64)
     for column in columns:
-        values = np.asarray(column) if isinstance(column, np.ndarray) else None
-        if values is not None and values.dtype.kind in "iuf":
+        part: np.ndarray
+        if isinstance(column, np.ndarray) and column.dtype.kind in "iuf":
+            values = column
             if values.dtype.kind == "f":
                 # +0.0/-0.0 and every NaN must hash alike, as they compare alike below.
                 values = np.where(np.isnan(values), np.nan, values + 0.0)
-            part = (
-                np.ascontiguousarray(values).astype(values.dtype.newbyteorder("=")).view(np.uint64)
-                if values.dtype.itemsize == 8
-                else values.astype(np.int64).view(np.uint64)
-            )
+            part = values.astype(np.float64 if values.dtype.kind == "f" else np.int64)
+            part = part.view(np.uint64)
         else:
             part = pd.util.hash_pandas_object(pd.Series(column), index=False).to_numpy()
         mixed = (mixed ^ part) * np.uint64(0x9E3779B97F4A7C15)
