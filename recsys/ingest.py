@@ -288,7 +288,7 @@ def _duplicates(columns: list[Any], candidates: np.ndarray) -> np.ndarray:
 
 
 def _row_hashes(columns: list[Any]) -> np.ndarray:
-    mixed = np.zeros(len(columns[0]), dtype=np.uint64)
+    mixed: np.ndarray = np.zeros(len(columns[0]), dtype=np.uint64)
     for column in columns:
         part: np.ndarray
         if isinstance(column, np.ndarray) and column.dtype.kind in "iuf":
