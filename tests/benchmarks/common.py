@@ -44,3 +44,12 @@ def run_isolated(module: str, *args: str) -> dict[str, Any]:
         text=True,
     )
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def median_run(repeat: int, module: str, *args: str) -> dict[str, Any]:
+    """Run an isolated measurement `repeat` times; return the median-time run with the peak RSS."""
+    runs = sorted((run_isolated(module, *args) for _ in range(repeat)), key=lambda r: r["seconds"])
+    chosen = runs[len(runs) // 2]
+    chosen["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+    chosen["all_seconds"] = [r["seconds"] for r in runs]
+    return chosen
