@@ -197,6 +197,193 @@ class MatrixConfig:
 
 
 @dataclass(frozen=True)
+class ALSConfig:
+    """Collaborative filtering by implicit's ALS on the confidence matrix."""
+
+    enabled: bool = True
+    factors: int = 64
+    regularization: float = 0.05
+    iterations: int = 15
+    # confidence = 1 + alpha x matrix cell (Hu, Koren & Volinsky 2008).
+    alpha: float = 2.0
+    # implicit's own worker threads (0 = every core); BLAS stays at one thread regardless.
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        _positive("models.als.factors", self.factors)
+        _positive("models.als.iterations", self.iterations)
+        _non_negative("models.als.regularization", self.regularization)
+        _positive("models.als.alpha", self.alpha)
+
+
+@dataclass(frozen=True)
+class NeighboursConfig:
+    """Item-to-item similarity from co-occurrence in user histories (top-k per item)."""
+
+    enabled: bool = True
+    method: Literal["cosine", "bm25"] = "cosine"
+    k: int = 50
+    bm25_k1: float = 1.2
+    bm25_b: float = 0.75
+
+    def __post_init__(self) -> None:
+        _positive("models.neighbours.k", self.k)
+
+
+@dataclass(frozen=True)
+class CoPurchaseConfig:
+    """Complementary items: bought (or carted) together, or in sequence by one user."""
+
+    enabled: bool = True
+    # what counts as "together": one basket (session/invoice id), or one user's whole history.
+    unit: Literal["basket", "user"] = "user"
+    events: tuple[str, ...] = ("purchase",)
+    # pairs seen in fewer baskets/users than this are noise.
+    min_support: int = 2
+    score: Literal["lift", "confidence"] = "lift"
+    k: int = 20
+
+    def __post_init__(self) -> None:
+        for name in self.events:
+            _check_event_type("models.copurchase.events", name)
+        _positive("models.copurchase.min_support", self.min_support)
+        _positive("models.copurchase.k", self.k)
+
+
+@dataclass(frozen=True)
+class PopularityConfig:
+    """Popular and trending items, globally and per category."""
+
+    # events counted for "popular": weights per type, like the matrix.
+    weights: dict[str, float] = field(
+        default_factory=lambda: {"view": 1.0, "cart": 4.0, "favourite": 3.0, "purchase": 10.0}
+    )
+    # trending = time-decayed counts over the last window_days, with this half-life.
+    trending_window_days: float = 14.0
+    trending_half_life_days: float = 3.0
+    # items kept per category list.
+    per_category: int = 200
+
+    def __post_init__(self) -> None:
+        for name in self.weights:
+            _check_event_type(f"models.popularity.weights.{name}", name)
+        _positive("models.popularity.trending_window_days", self.trending_window_days)
+        _positive("models.popularity.trending_half_life_days", self.trending_half_life_days)
+        _positive("models.popularity.per_category", self.per_category)
+
+
+@dataclass(frozen=True)
+class RepurchaseConfig:
+    """Repurchase cycles: typical days between purchases of an item, and items never rebought."""
+
+    enabled: bool = True
+    # purchases closer than this are one order (split deliveries, corrections), not a repurchase.
+    min_interval_days: float = 1.0
+    # an item's cycle needs this many observed repeat intervals; else its category's is used.
+    min_intervals: int = 3
+    # an item bought by at least this many users of whom fewer than one_off_rate rebought it
+    # is "one-off": it is not recommended again to someone who bought it.
+    one_off_min_buyers: int = 20
+    one_off_rate: float = 0.02
+    # an item is due from this fraction of its cycle after the last purchase ...
+    due_from: float = 0.8
+    # ... until this many cycles have passed (after that the need has lapsed).
+    due_until: float = 3.0
+
+    def __post_init__(self) -> None:
+        _non_negative("models.repurchase.min_interval_days", self.min_interval_days)
+        _positive("models.repurchase.min_intervals", self.min_intervals)
+        _positive("models.repurchase.one_off_min_buyers", self.one_off_min_buyers)
+        if not 0 <= self.one_off_rate <= 1:
+            raise ConfigError(
+                f"models.repurchase.one_off_rate must be in [0, 1] (got {self.one_off_rate})"
+            )
+        if not 0 < self.due_from < self.due_until:
+            raise ConfigError(
+                "models.repurchase: need 0 < due_from < due_until "
+                f"(got {self.due_from}, {self.due_until})"
+            )
+
+
+@dataclass(frozen=True)
+class ContentConfig:
+    """Content similarity, so that new items with few interactions can be recommended."""
+
+    enabled: bool = True
+    k: int = 20
+    # price bands are quantiles of the catalogue's prices.
+    price_bands: int = 5
+    # items with fewer interactions than this count as cold and get content neighbours.
+    cold_max_interactions: int = 5
+    # items first seen (or created) within this many days are new arrivals.
+    new_item_days: float = 30.0
+
+    def __post_init__(self) -> None:
+        _positive("models.content.k", self.k)
+        _positive("models.content.price_bands", self.price_bands)
+        _positive("models.content.new_item_days", self.new_item_days)
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    """Every model the trainer fits."""
+
+    als: ALSConfig = field(default_factory=ALSConfig)
+    neighbours: NeighboursConfig = field(default_factory=NeighboursConfig)
+    copurchase: CoPurchaseConfig = field(default_factory=CoPurchaseConfig)
+    popularity: PopularityConfig = field(default_factory=PopularityConfig)
+    repurchase: RepurchaseConfig = field(default_factory=RepurchaseConfig)
+    content: ContentConfig = field(default_factory=ContentConfig)
+
+
+@dataclass(frozen=True)
+class BlendConfig:
+    """Weights of each strategy in a known user's blended list (serving reads them)."""
+
+    personal: float = 1.0
+    neighbours: float = 1.0
+    repurchase: float = 1.0
+    complementary: float = 0.5
+    popular: float = 0.05
+    # how many of the user's most recent distinct items seed neighbour and complementary lists.
+    recent_items: int = 20
+    # half-life in days of a history item's influence on its neighbours.
+    recency_half_life_days: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in ("personal", "neighbours", "repurchase", "complementary", "popular"):
+            _non_negative(f"blend.{name}", getattr(self, name))
+        _positive("blend.recent_items", self.recent_items)
+        _positive("blend.recency_half_life_days", self.recency_half_life_days)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """The nightly job: evaluation gate, publication, retention."""
+
+    # the last holdout_days of the log are held out to evaluate before publishing.
+    holdout_days: float = 7.0
+    k: int = 20
+    # the gate compares NDCG@k on add-to-cart/purchase targets (all events if there are none).
+    gate_metric: Literal["ndcg", "recall"] = "ndcg"
+    # publication is refused below (1 - tolerance) x the published model's metric.
+    tolerance: float = 0.05
+    # refit on every event (holdout included) for the published model.
+    retrain_on_all: bool = True
+    keep_versions: int = 5
+    # evaluation uses at most this many held-out users (a seeded sample), to bound its time.
+    max_eval_users: int = 20_000
+
+    def __post_init__(self) -> None:
+        _positive("training.holdout_days", self.holdout_days)
+        _positive("training.k", self.k)
+        _positive("training.keep_versions", self.keep_versions)
+        _positive("training.max_eval_users", self.max_eval_users)
+        if not 0 <= self.tolerance < 1:
+            raise ConfigError(f"training.tolerance must be in [0, 1) (got {self.tolerance})")
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     """Where the job writes what it produces."""
 
@@ -216,6 +403,9 @@ class Config:
     seed: int = 0
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     matrix: MatrixConfig = field(default_factory=MatrixConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    blend: BlendConfig = field(default_factory=BlendConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     # the file this was loaded from, for messages; not part of the hash.
     source: Path | None = field(default=None, compare=False)
@@ -267,6 +457,16 @@ def config_from_dict(
     except ConfigError as exc:
         raise ConfigError(f"{where}{exc}") from None
     return dataclasses.replace(config, source=source)
+
+
+def _positive(key: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"{key} must be > 0 (got {value})")
+
+
+def _non_negative(key: str, value: float) -> None:
+    if value < 0:
+        raise ConfigError(f"{key} must be >= 0 (got {value})")
 
 
 def _check_event_type(key: str, value: str) -> None:

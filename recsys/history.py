@@ -22,6 +22,8 @@ class UserHistory:
     events: np.ndarray  # int8 EventType codes
     timestamps: np.ndarray  # int64 Unix seconds
     quantities: np.ndarray  # float32
+    # basket (session / invoice) code of each event, -1 when the log has none; codes are dense.
+    baskets: np.ndarray  # int64
 
     @classmethod
     def from_events(cls, events: pd.DataFrame, users: IdMap, items: IdMap) -> UserHistory:
@@ -46,6 +48,7 @@ class UserHistory:
             events=events["event"].to_numpy()[mapped][order].astype(np.int8),
             timestamps=ts[order].astype(np.int64),
             quantities=events["quantity"].to_numpy()[mapped][order].astype(np.float32),
+            baskets=_basket_codes(events, mapped)[order],
         )
 
     @property
@@ -75,9 +78,18 @@ class UserHistory:
             "events": self.events,
             "timestamps": self.timestamps,
             "quantities": self.quantities,
+            "baskets": self.baskets,
         }
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> UserHistory:
         """Rebuild from the arrays returned by arrays()."""
         return cls(**{name: np.asarray(arrays[name]) for name in cls.__dataclass_fields__})
+
+
+def _basket_codes(events: pd.DataFrame, mapped: np.ndarray) -> np.ndarray:
+    if "session" not in events:
+        return np.full(int(mapped.sum()), -1, dtype=np.int64)
+    sessions = events["session"].iloc[np.flatnonzero(mapped)]
+    codes, _ = pd.factorize(sessions, use_na_sentinel=True)
+    return codes.astype(np.int64)

@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from recsys.catalogue import Catalogue, UserAttributes, load_catalogue, load_users
@@ -15,6 +17,7 @@ from recsys.history import UserHistory
 from recsys.ids import IdMap
 from recsys.ingest import EventLog, load_events
 from recsys.matrix import MatrixSummary, confidence_matrix
+from recsys.models.base import FitData
 
 log = logging.getLogger(__name__)
 
@@ -85,4 +88,39 @@ def build_dataset(
         matrix_summary=summary,
         history=history,
         timings=timings,
+    )
+
+
+def fit_data(dataset: Dataset, config: Config) -> FitData:
+    """Align the catalogue to the item map and bundle what the models are fitted on."""
+    frame = dataset.events.frame
+    n_items = len(dataset.items)
+    # An item's first event stands in for its creation time when the catalogue has none.
+    item_idx = dataset.items.index(frame["item"].to_numpy())
+    first_seen = np.full(n_items, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first_seen, item_idx, frame["timestamp"].to_numpy())
+    attributes: dict[str, object] = {"item_first_seen": first_seen}
+    catalogue = dataset.catalogue.frame if dataset.catalogue is not None else None
+    if catalogue is not None:
+        aligned = catalogue.reindex(pd.Index(dataset.items.ids))
+        if "category" in aligned:
+            codes, uniques = pd.factorize(aligned["category"], use_na_sentinel=True)
+            attributes["item_category"] = codes.astype(np.int32)
+            attributes["n_categories"] = len(uniques)
+            attributes["category_ids"] = np.asarray(uniques)
+        if "brand" in aligned:
+            attributes["item_brand"] = pd.factorize(aligned["brand"])[0].astype(np.int32)
+        if "price" in aligned:
+            attributes["item_price"] = aligned["price"].to_numpy(dtype=np.float64, na_value=np.nan)
+        if "available" in aligned:
+            attributes["item_available"] = aligned["available"].fillna(True).to_numpy(dtype=bool)
+        if "created" in aligned:
+            created = aligned["created"].to_numpy(dtype=np.float64, na_value=np.nan)
+            known = ~np.isnan(created)
+            first_seen[known] = np.minimum(first_seen[known], created[known].astype(np.int64))
+    now = int(frame["timestamp"].max())
+    category_ids = attributes.pop("category_ids", np.asarray([]))
+    data = FitData.from_matrix(dataset.matrix, dataset.history, now, **attributes)
+    return FitData(
+        **{**data.__dict__, "timezone": config.timezone, "extra": {"category_ids": category_ids}}
     )

@@ -1,0 +1,124 @@
+"""What every model is fitted on, and the small protocol every model follows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsys.errors import NotFittedError
+from recsys.history import UserHistory
+
+
+@dataclass(frozen=True)
+class FitData:
+    """Indexed interactions and item attributes, aligned to the id maps' dense indices.
+
+    Item attributes are per item index: `item_category` / `item_brand` are int32 codes with -1
+    for unknown, `item_price` float64 with NaN for unknown, `item_available` bool (True when
+    unknown), `item_first_seen` int64 Unix seconds of the item's creation or first event.
+    `now` is the end of the data (Unix seconds): models that age things measure from it.
+    """
+
+    matrix: sp.csr_matrix
+    history: UserHistory
+    item_category: np.ndarray
+    n_categories: int
+    item_brand: np.ndarray
+    item_price: np.ndarray
+    item_available: np.ndarray
+    item_first_seen: np.ndarray
+    now: int
+    timezone: str = "UTC"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_users(self) -> int:
+        """Number of users."""
+        return int(self.matrix.shape[0])
+
+    @property
+    def n_items(self) -> int:
+        """Number of items."""
+        return int(self.matrix.shape[1])
+
+    @classmethod
+    def from_matrix(
+        cls, matrix: sp.csr_matrix, history: UserHistory, now: int, **attributes: Any
+    ) -> FitData:
+        """Build FitData with unknown item attributes wherever none are given."""
+        n_items = int(matrix.shape[1])
+        category = np.asarray(attributes.pop("item_category", np.full(n_items, -1)), np.int32)
+        defaults: dict[str, Any] = {
+            "item_category": category,
+            "n_categories": int(category.max()) + 1 if len(category) else 0,
+            "item_brand": np.full(n_items, -1, dtype=np.int32),
+            "item_price": np.full(n_items, np.nan),
+            "item_available": np.ones(n_items, dtype=bool),
+            "item_first_seen": np.zeros(n_items, dtype=np.int64),
+        }
+        defaults.update(attributes)
+        return cls(matrix=matrix, history=history, now=int(now), **defaults)
+
+
+class Model:
+    """A model: `__init__` stores configuration, `fit` learns plain arrays (trailing underscore).
+
+    `arrays()` names every learned array for saving (no pickle); `load_arrays()` restores them.
+    """
+
+    name: ClassVar[str] = "model"
+    # learned attributes, in the order arrays() returns them.
+    learned: ClassVar[tuple[str, ...]] = ()
+
+    def fit(self, data: FitData) -> Model:
+        """Learn from data; return self."""
+        raise NotImplementedError
+
+    @property
+    def is_fitted(self) -> bool:
+        """Whether fit() (or load_arrays()) has run."""
+        return all(hasattr(self, attr) for attr in self.learned)
+
+    def check_fitted(self) -> None:
+        """Raise NotFittedError unless the model has been fitted."""
+        if not self.is_fitted:
+            raise NotFittedError(
+                f"{type(self).__name__} is not fitted yet; call fit() or load its arrays first"
+            )
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every learned array by name, for saving without pickle."""
+        self.check_fitted()
+        out: dict[str, np.ndarray] = {}
+        for attr in self.learned:
+            value = getattr(self, attr)
+            if sp.issparse(value):
+                csr = sp.csr_matrix(value)
+                key = attr.rstrip("_")
+                out[f"{key}.data"] = csr.data
+                out[f"{key}.indices"] = csr.indices
+                out[f"{key}.indptr"] = csr.indptr
+                out[f"{key}.shape"] = np.asarray(csr.shape, dtype=np.int64)
+            else:
+                out[attr.rstrip("_")] = np.asarray(value)
+        return out
+
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> Model:
+        """Restore learned state from arrays(); return self."""
+        for attr in self.learned:
+            key = attr.rstrip("_")
+            if key in arrays:
+                setattr(self, attr, np.asarray(arrays[key]))
+            elif f"{key}.data" in arrays:
+                shape = tuple(int(x) for x in arrays[f"{key}.shape"])
+                matrix = sp.csr_matrix(
+                    (arrays[f"{key}.data"], arrays[f"{key}.indices"], arrays[f"{key}.indptr"]),
+                    shape=shape,
+                )
+                setattr(self, attr, matrix)
+            else:
+                raise KeyError(f"{type(self).__name__}: array {key!r} is missing")
+        return self
