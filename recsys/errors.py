@@ -37,3 +37,15 @@ class UnknownIdError(RecsysError, KeyError):
 
 class NotFittedError(RecsysError, ValueError):
     """A model was used before fit() was called."""
+
+
+class ModelDirError(RecsysError, ValueError):
+    """A model directory is missing, incomplete or corrupt (a checksum does not match)."""
+
+
+class LockedError(RecsysError, RuntimeError):
+    """Another run holds the model directory's lock."""
+
+
+class GateRefusedError(RecsysError, RuntimeError):
+    """The evaluation gate refused to publish a model worse than the one in use."""
