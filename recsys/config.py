@@ -242,12 +242,15 @@ class CoPurchaseConfig:
     min_support: int = 2
     score: Literal["lift", "confidence"] = "lift"
     k: int = 20
+    # transactions with more distinct items than this (bulk orders) form no pairs.
+    max_transaction_items: int = 200
 
     def __post_init__(self) -> None:
         for name in self.events:
             _check_event_type("models.copurchase.events", name)
         _positive("models.copurchase.min_support", self.min_support)
         _positive("models.copurchase.k", self.k)
+        _positive("models.copurchase.max_transaction_items", self.max_transaction_items)
 
 
 @dataclass(frozen=True)

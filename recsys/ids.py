@@ -89,21 +89,31 @@ class IdMap:
             raise IndexError(f"{self.name} map: index {bad} is outside 0..{len(self) - 1}")
         return self._index.to_numpy()[idx]
 
-    def save(self, path: str | Path) -> None:
-        """Write the map to a Parquet file with one column `id`."""
+    def to_table(self) -> pa.Table:
+        """Return the map as an Arrow table with one column `id`, in index order."""
         arr = pa.array(self.ids, type=pa.int64() if self.dtype == "int64" else pa.string())
-        pq.write_table(pa.table({"id": arr}), path)
+        return pa.table({"id": arr})
 
     @classmethod
-    def load(cls, path: str | Path, name: str = "id") -> IdMap:
-        """Read a map written by save()."""
-        try:
-            column = pq.read_table(path, columns=["id"]).column("id")
-        except (OSError, pa.ArrowInvalid, KeyError) as exc:
-            raise InputFileError(f"{path}: not a readable id map ({exc})") from None
+    def from_table(cls, table: pa.Table, name: str = "id") -> IdMap:
+        """Rebuild a map from to_table()'s table."""
+        column = table.column("id")
         values = (
             column.to_numpy()
             if pa.types.is_integer(column.type)
             else np.asarray(column.to_pylist(), dtype=object)
         )
         return cls(values, name=name)
+
+    def save(self, path: str | Path) -> None:
+        """Write the map to a Parquet file with one column `id`."""
+        pq.write_table(self.to_table(), path)
+
+    @classmethod
+    def load(cls, path: str | Path, name: str = "id") -> IdMap:
+        """Read a map written by save()."""
+        try:
+            table = pq.read_table(path, columns=["id"])
+        except (OSError, pa.ArrowInvalid, KeyError) as exc:
+            raise InputFileError(f"{path}: not a readable id map ({exc})") from None
+        return cls.from_table(table, name=name)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,7 @@ from recsys.ids import IdMap
 from recsys.ingest import EventLog, load_events
 from recsys.matrix import MatrixSummary, confidence_matrix
 from recsys.models.base import FitData
+from training.steps import Steps
 
 log = logging.getLogger(__name__)
 
@@ -56,39 +57,45 @@ def build_dataset(
     config: Config, *, on_error: str | None = None, rejects_dir: Path | None = None
 ) -> Dataset:
     """Load, validate and index the configured logs and build the confidence matrix."""
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def step(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = round(now - clock, 3)
-        log.info("%s done in %.2fs", name, timings[name])
-        clock = now
-
+    steps = Steps()
     events = load_events(config, on_error=on_error, rejects_dir=rejects_dir)
-    step("load events")
+    steps.done("load events")
     catalogue = load_catalogue(config, events.frame, rejects_dir=rejects_dir)
     users_attributes = load_users(config, rejects_dir=rejects_dir)
-    step("load catalogue")
-    users = IdMap.from_values(events.frame["user"], name="user")
-    items = IdMap.from_values(events.frame["item"], name="item")
-    step("id maps")
-    matrix, summary = confidence_matrix(events.frame, users, items, config.matrix, config.timezone)
-    step("matrix")
-    history = UserHistory.from_events(events.frame, users, items)
-    step("history")
+    steps.done("load catalogue")
+    indexed = _index(events.frame, config, steps)
+    return Dataset(events=events, catalogue=catalogue, users_attributes=users_attributes, **indexed)
+
+
+def subset(dataset: Dataset, frame: pd.DataFrame, config: Config) -> Dataset:
+    """Return the dataset re-indexed on a subset of its events (e.g. a training split)."""
+    steps = Steps()
+    events = EventLog(frame=frame, report=dataset.events.report, timezone=config.timezone)
+    indexed = _index(frame, config, steps)
     return Dataset(
         events=events,
-        catalogue=catalogue,
-        users_attributes=users_attributes,
-        users=users,
-        items=items,
-        matrix=matrix,
-        matrix_summary=summary,
-        history=history,
-        timings=timings,
+        catalogue=dataset.catalogue,
+        users_attributes=dataset.users_attributes,
+        **indexed,
     )
+
+
+def _index(frame: pd.DataFrame, config: Config, steps: Steps) -> dict[str, Any]:
+    users = IdMap.from_values(frame["user"], name="user")
+    items = IdMap.from_values(frame["item"], name="item")
+    steps.done("id maps")
+    matrix, summary = confidence_matrix(frame, users, items, config.matrix, config.timezone)
+    steps.done("matrix")
+    history = UserHistory.from_events(frame, users, items)
+    steps.done("history")
+    return {
+        "users": users,
+        "items": items,
+        "matrix": matrix,
+        "matrix_summary": summary,
+        "history": history,
+        "timings": steps.timings,
+    }
 
 
 def fit_data(dataset: Dataset, config: Config) -> FitData:
@@ -118,6 +125,12 @@ def fit_data(dataset: Dataset, config: Config) -> FitData:
             created = aligned["created"].to_numpy(dtype=np.float64, na_value=np.nan)
             known = ~np.isnan(created)
             first_seen[known] = np.minimum(first_seen[known], created[known].astype(np.int64))
+    if "item_price" not in attributes and frame["price"].notna().any():
+        # A purchase log carries prices on its lines: an item's median price describes it.
+        prices = frame.loc[frame["price"] > 0].groupby("item")["price"].median()
+        attributes["item_price"] = prices.reindex(pd.Index(dataset.items.ids)).to_numpy(
+            dtype=np.float64, na_value=np.nan
+        )
     now = int(frame["timestamp"].max())
     category_ids = attributes.pop("category_ids", np.asarray([]))
     data = FitData.from_matrix(dataset.matrix, dataset.history, now, **attributes)

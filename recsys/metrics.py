@@ -1,0 +1,94 @@
+"""Ranking metrics over top-k lists: recall, precision, NDCG, MAP, hit rate, MRR, coverage."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+RANKING_METRICS = ("recall", "precision", "ndcg", "map", "hit_rate", "mrr")
+
+
+def hits(recommended: np.ndarray, relevant: Sequence[np.ndarray], n_items: int) -> np.ndarray:
+    """Return a users x k bool matrix: is the item at each rank one of the user's relevant items.
+
+    `recommended` holds item indices per row, padded with -1; a relevant item index < 0 (an item
+    the model cannot know) never matches but still counts as relevant.
+    """
+    recommended = np.asarray(recommended, dtype=np.int64)
+    n_users = recommended.shape[0]
+    if len(relevant) != n_users:
+        raise ValueError(f"{n_users} recommendation lists but {len(relevant)} relevant sets")
+    lengths = np.array([len(r) for r in relevant], dtype=np.int64)
+    rows = np.repeat(np.arange(n_users), lengths)
+    cols = np.concatenate([np.asarray(r, dtype=np.int64) for r in relevant]) if n_users else rows
+    known = cols >= 0
+    truth = sp.csr_matrix(
+        (np.ones(int(known.sum()), dtype=np.int8), (rows[known], cols[known])),
+        shape=(n_users, max(n_items, 1)),
+    )
+    truth.data[:] = 1
+    valid = recommended >= 0
+    r_idx, c_idx = np.nonzero(valid)
+    found = np.zeros(recommended.shape, dtype=bool)
+    if len(r_idx):
+        values = np.asarray(truth[r_idx, recommended[r_idx, c_idx]]).ravel()
+        found[r_idx, c_idx] = values > 0
+    return found
+
+
+def ranking_metrics(
+    recommended: np.ndarray, relevant: Sequence[np.ndarray], n_items: int, k: int
+) -> dict[str, np.ndarray]:
+    """Return per-user arrays of each metric at k (binary relevance; users with none are NaN).
+
+    recall = hits / |relevant|; precision = hits / k; NDCG = DCG / ideal DCG over min(|rel|, k);
+    MAP = sum of precision at each hit / min(|rel|, k); hit_rate = any hit; MRR = 1 / first hit.
+    Relevant items are distinct item indices (duplicates are counted once).
+    """
+    if k <= 0:
+        raise ValueError(f"k must be > 0 (got {k})")
+    relevant = [np.unique(np.asarray(r, dtype=np.int64)) for r in relevant]
+    top = np.asarray(recommended, dtype=np.int64)[:, :k]
+    if top.shape[1] < k:
+        pad = np.full((top.shape[0], k - top.shape[1]), -1, dtype=np.int64)
+        top = np.hstack([top, pad])
+    found = hits(top, relevant, n_items)
+    n_rel = np.array([len(r) for r in relevant], dtype=np.float64)
+    n_hit = found.sum(axis=1).astype(np.float64)
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    dcg = (found * discounts).sum(axis=1)
+    ideal_len = np.minimum(n_rel, k).astype(np.int64)
+    ideal = np.concatenate([[0.0], np.cumsum(discounts)])[ideal_len]
+    ranks = np.arange(1, k + 1)
+    precision_at_hit = np.cumsum(found, axis=1) / ranks * found
+    first = np.where(found.any(axis=1), found.argmax(axis=1) + 1, 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = {
+            "recall": n_hit / n_rel,
+            "precision": n_hit / k,
+            "ndcg": dcg / ideal,
+            "map": precision_at_hit.sum(axis=1) / np.minimum(n_rel, k),
+            "hit_rate": (n_hit > 0).astype(np.float64),
+            "mrr": np.where(first > 0, 1.0 / np.maximum(first, 1), 0.0),
+        }
+    empty = n_rel == 0
+    for values in out.values():
+        values[empty] = np.nan
+    return out
+
+
+def mean_metrics(per_user: dict[str, np.ndarray]) -> dict[str, float]:
+    """Average per-user metric arrays over users that have relevant items."""
+    return {
+        name: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+        for name, v in per_user.items()
+    }
+
+
+def coverage(recommended: np.ndarray, n_items: int) -> float:
+    """Share of the catalogue that appears in at least one list."""
+    items = np.asarray(recommended)
+    distinct = np.unique(items[items >= 0])
+    return len(distinct) / n_items if n_items else 0.0
