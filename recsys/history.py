@@ -34,9 +34,10 @@ class UserHistory:
         u, i = u[mapped], i[mapped]
         ts = events["timestamp"].to_numpy()[mapped]
         # One stable sort on a packed (user, time) key is several times faster than lexsort.
-        span = int(ts.max() - ts.min()) if len(ts) else 0
+        low = int(ts.min()) if len(ts) else 0
+        span = int(ts.max()) - low if len(ts) else 0
         if span < 2**40 and len(users) < 2**22:
-            order = np.argsort((u.astype(np.int64) << 40) | (ts - ts.min()), kind="stable")
+            order = np.argsort((u.astype(np.int64) << 40) | (ts - low), kind="stable")
         else:
             order = np.lexsort((ts, u))
         counts = np.bincount(u, minlength=len(users))
