@@ -268,8 +268,14 @@ class PopularityConfig:
     per_category: int = 200
 
     def __post_init__(self) -> None:
-        for name in self.weights:
+        for name, weight in self.weights.items():
             _check_event_type(f"models.popularity.weights.{name}", name)
+            if name == "return":
+                raise ConfigError(
+                    "models.popularity.weights.return: returns never count as popularity; "
+                    "remove the key"
+                )
+            _non_negative(f"models.popularity.weights.{name}", weight)
         _positive("models.popularity.trending_window_days", self.trending_window_days)
         _positive("models.popularity.trending_half_life_days", self.trending_half_life_days)
         _positive("models.popularity.per_category", self.per_category)
@@ -324,6 +330,8 @@ class ContentConfig:
     def __post_init__(self) -> None:
         _positive("models.content.k", self.k)
         _positive("models.content.price_bands", self.price_bands)
+        if self.price_bands > 127:
+            raise ConfigError(f"models.content.price_bands must be <= 127 (got {self.price_bands})")
         _positive("models.content.new_item_days", self.new_item_days)
 
 

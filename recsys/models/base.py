@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -73,7 +73,7 @@ class Model:
     # learned attributes, in the order arrays() returns them.
     learned: ClassVar[tuple[str, ...]] = ()
 
-    def fit(self, data: FitData) -> Model:
+    def fit(self, data: FitData) -> Self:
         """Learn from data; return self."""
         raise NotImplementedError
 
@@ -106,7 +106,7 @@ class Model:
                 out[attr.rstrip("_")] = np.asarray(value)
         return out
 
-    def load_arrays(self, arrays: dict[str, np.ndarray]) -> Model:
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> Self:
         """Restore learned state from arrays(); return self."""
         for attr in self.learned:
             key = attr.rstrip("_")
