@@ -1,0 +1,513 @@
+"""The model directory: versioned, checksummed, pickle-free model files for trainer and serving.
+
+Layout of ROOT:
+
+- `CURRENT`: a text file holding the name of the published version.
+- `000001/`, `000002/`, ...: complete versions, each with `manifest.json` (format version, version,
+  creation time, the trainer's own fields, and the size and sha256 of every file) and its files.
+- `.tmp-*`: work folders of runs in progress, or left by runs that crashed.
+
+A version is written into a `.tmp-*` folder, every file and the folder are fsynced, and only then
+is the folder renamed to its version number; publishing is a second, separate atomic step that
+switches `CURRENT`. A crash at any point therefore leaves the previously published model current
+and loadable. Arrays are stored as `.npz` without pickle, tables as Parquet, small data as JSON.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import uuid
+import zipfile
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from recsys.errors import ModelDirError
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+CURRENT = "CURRENT"
+TMP_PREFIX = ".tmp-"
+
+# Keys commit() fills in itself; a trainer's manifest must not set them.
+_RESERVED_KEYS = ("format_version", "version", "created", "files")
+# Six digits at least, so that names sort like numbers for years of nightly runs.
+_VERSION_RE = re.compile(r"\d{6,}")
+# Plain file names only: no folders, no "..", nothing a shell or another OS would trip over.
+_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_CORRUPT = "publish another version or run `recsys train` again"
+
+
+class VersionWriter:
+    """Write one model version into a work folder; commit() moves it into place, complete.
+
+    Use it as a context manager: an exception inside the `with` block removes the work folder and
+    changes nothing else. Committing does not publish; call publish() for that.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._work: Path | None = None
+        self._files: list[str] = []
+        self._committed: Path | None = None
+
+    def __enter__(self) -> VersionWriter:
+        self.root.mkdir(parents=True, exist_ok=True)
+        # os.mkdir rather than tempfile.mkdtemp: mkdtemp makes the folder private (0o700), and it
+        # becomes the version folder, which serving may read as another user.
+        work = self.root / f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        work.mkdir()
+        self._work = work
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        work, self._work = self._work, None
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+        if exc_type is None and self._committed is None:
+            raise ModelDirError(
+                f"{self.root}: a model version was written but never committed, so it was "
+                "discarded; call commit(manifest) before the end of the `with` block"
+            )
+
+    def add_arrays(self, name: str, arrays: Mapping[str, np.ndarray]) -> None:
+        """Store named arrays as `{name}.npz`; refuse arrays that need pickle (object dtype)."""
+        file_name = self._new_file(f"{name}.npz")
+        checked: dict[str, np.ndarray] = {}
+        for key, value in arrays.items():
+            array = np.asarray(value)
+            if array.dtype.hasobject:
+                raise ModelDirError(
+                    f"{file_name}: array {key!r} has dtype {array.dtype}, which only pickle can "
+                    "store, and model files never hold pickles; convert it to numbers or "
+                    "fixed-width strings (.astype(str)), or store it with add_table"
+                )
+            _check_name(key, what=f"{file_name}: array name")
+            checked[key] = array
+        # The same zip of .npy members that np.savez writes, but with allow_pickle=False on every
+        # member and without savez's keyword arguments clashing with array names like "file".
+        with (
+            open(self._path(file_name), "wb") as fh,
+            zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive,
+        ):
+            for key, array in checked.items():
+                with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, array, allow_pickle=False)
+        self._files.append(file_name)
+
+    def add_table(self, name: str, table: pa.Table) -> None:
+        """Store a table as `{name}.parquet`."""
+        file_name = self._new_file(f"{name}.parquet")
+        if not isinstance(table, pa.Table):
+            raise ModelDirError(
+                f"{file_name}: expected a pyarrow.Table, got {type(table).__name__}; "
+                "convert it with pyarrow.Table.from_pandas(frame, preserve_index=False)"
+            )
+        pq.write_table(table, self._path(file_name))
+        self._files.append(file_name)
+
+    def add_json(self, name: str, data: Any) -> None:
+        """Store plain data (dicts, lists, strings, numbers) as `{name}.json`."""
+        file_name = self._new_file(f"{name}.json")
+        text = _to_json(data, where=file_name)
+        self._path(file_name).write_text(text, encoding="utf-8")
+        self._files.append(file_name)
+
+    def add_file(self, name: str, source: Path) -> None:
+        """Copy a file another library wrote (e.g. a faiss index) into the version as `name`."""
+        file_name = self._new_file(name)
+        source = Path(source)
+        if not source.is_file():
+            raise ModelDirError(
+                f"{source}: not a file, so it cannot be added to the model as {file_name!r}; "
+                "write it first"
+            )
+        shutil.copyfile(source, self._path(file_name))
+        self._files.append(file_name)
+
+    def commit(self, manifest: Mapping[str, Any]) -> Path:
+        """Write manifest.json, make every file durable, move the version into place; return it.
+
+        The version is not published: CURRENT still names the previous version until publish().
+        """
+        work = self._require_open()
+        clash = [key for key in _RESERVED_KEYS if key in manifest]
+        if clash:
+            raise ModelDirError(
+                f"{self.root}: the manifest must not set {', '.join(map(repr, clash))}; "
+                "commit() fills those in itself"
+            )
+        files: dict[str, dict[str, Any]] = {}
+        for file_name in sorted(self._files):
+            path = work / file_name
+            _fsync_file(path)
+            files[file_name] = {"sha256": _sha256(path), "bytes": path.stat().st_size}
+        version = _next_version(self.root)
+        document = {
+            "format_version": FORMAT_VERSION,
+            "version": version,
+            "created": _utc_now(),
+            **manifest,
+            "files": files,
+        }
+        (work / MANIFEST).write_text(_to_json(document, where=MANIFEST), encoding="utf-8")
+        _fsync_file(work / MANIFEST)
+        _fsync_dir(work)
+        target = self.root / version
+        try:
+            # One rename: readers see either no version folder or a complete one.
+            os.rename(work, target)
+        except OSError:
+            if target.exists():
+                raise ModelDirError(
+                    f"{target}: appeared while this run was committing it; is another run "
+                    f"writing to {self.root} without the run lock? Nothing was published; "
+                    "run again"
+                ) from None
+            raise
+        self._work = None
+        self._committed = target
+        _fsync_dir(self.root)
+        logger.info("%s: wrote model version %s (%d files)", self.root, version, len(files))
+        return target
+
+    def _new_file(self, file_name: str) -> str:
+        """Check that a file name is plain, not reserved and not yet used; return it."""
+        self._require_open()
+        _check_name(file_name, what="model file name")
+        if file_name == MANIFEST:
+            raise ModelDirError(
+                f"{MANIFEST} is written by commit(); store your data under another name"
+            )
+        if file_name in self._files:
+            raise ModelDirError(
+                f"{file_name}: already added to this model version; give each file its own name"
+            )
+        return file_name
+
+    def _path(self, file_name: str) -> Path:
+        return self._require_open() / file_name
+
+    def _require_open(self) -> Path:
+        if self._committed is not None:
+            raise ModelDirError(
+                f"{self._committed}: already committed; start a new VersionWriter for a new version"
+            )
+        if self._work is None:
+            raise ModelDirError(
+                "VersionWriter is not open; use it as `with VersionWriter(root) as writer:`"
+            )
+        return self._work
+
+
+def publish(root: Path, version: str) -> None:
+    """Verify a committed version, then atomically make it the one CURRENT names."""
+    root = Path(root)
+    _check_version_name(version, where=str(root))
+    manifest = verify(root / version)
+    if manifest.get("version") != version:
+        raise ModelDirError(
+            f"{root / version}: {MANIFEST} says version {manifest.get('version')!r}; version "
+            "folders must not be renamed or copied over each other; run `recsys train` again"
+        )
+    staged = root / f"{CURRENT}.tmp"
+    with open(staged, "w", encoding="utf-8") as fh:
+        fh.write(version + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    # os.replace is atomic: a reader sees the old name or the new one, never a half-written file.
+    os.replace(staged, root / CURRENT)
+    _fsync_dir(root)
+    logger.info("%s: published model version %s", root, version)
+
+
+def current_version(root: Path) -> str | None:
+    """Return the published version's name, or None if nothing was published yet."""
+    path = Path(root) / CURRENT
+    try:
+        name = path.read_text(encoding="utf-8", errors="replace").strip()
+    except FileNotFoundError:
+        return None
+    if not _VERSION_RE.fullmatch(name):
+        raise ModelDirError(
+            f"{path}: holds {name[:40]!r}, not a version name like '000001'; "
+            f"publish one of the versions in {root} again, or run `recsys train`"
+        )
+    return name
+
+
+def current_path(root: Path) -> Path:
+    """Return the folder of the published version."""
+    root = Path(root)
+    version = current_version(root)
+    if version is None:
+        raise ModelDirError(
+            f"{root}: no published model (no {CURRENT} file); run `recsys train` first"
+        )
+    path = root / version
+    if not path.is_dir():
+        raise ModelDirError(
+            f"{root / CURRENT}: names version {version}, but {path} is missing; "
+            "publish a version that exists, or run `recsys train`"
+        )
+    return path
+
+
+def read_manifest(version_dir: Path) -> dict[str, Any]:
+    """Read a version's manifest.json, checking that this code can read its format."""
+    version_dir = Path(version_dir)
+    path = version_dir / MANIFEST
+    if not version_dir.is_dir():
+        raise ModelDirError(f"{version_dir}: no such model version folder; {_CORRUPT}")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelDirError(
+            f"{version_dir}: no {MANIFEST}, so this is not a complete model version; {_CORRUPT}"
+        ) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelDirError(f"{path}: not valid JSON ({exc}); {_CORRUPT}") from None
+    if not isinstance(manifest, dict):
+        raise ModelDirError(
+            f"{path}: holds a JSON {type(manifest).__name__}, not an object; {_CORRUPT}"
+        )
+    found = manifest.get("format_version")
+    if found != FORMAT_VERSION:
+        raise ModelDirError(
+            f"{path}: format_version {found!r} is not supported (this recsys reads "
+            f"{FORMAT_VERSION}); upgrade recsys, or run `recsys train` to rewrite the model"
+        )
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(
+        isinstance(entry, dict)
+        and isinstance(entry.get("sha256"), str)
+        and isinstance(entry.get("bytes"), int)
+        for entry in files.values()
+    ):
+        raise ModelDirError(
+            f"{path}: 'files' must map each file name to its sha256 and bytes; {_CORRUPT}"
+        )
+    return manifest
+
+
+def verify(version_dir: Path) -> dict[str, Any]:
+    """Check every file the manifest lists for presence, size and sha256; return the manifest."""
+    version_dir = Path(version_dir)
+    manifest = read_manifest(version_dir)
+    for file_name, entry in manifest["files"].items():
+        if not _NAME_RE.fullmatch(file_name) or file_name == MANIFEST:
+            # A name like "../CURRENT" would make verify and load reach outside the version.
+            raise ModelDirError(
+                f"{version_dir / MANIFEST}: lists {file_name!r}, which is not a plain file "
+                f"name; {_CORRUPT}"
+            )
+        path = version_dir / file_name
+        if not path.is_file():
+            raise ModelDirError(f"{path}: listed in {MANIFEST} but missing; {_CORRUPT}")
+        size = path.stat().st_size
+        if size != entry["bytes"]:
+            raise ModelDirError(
+                f"{path}: {size:,} bytes, but {MANIFEST} says {entry['bytes']:,}; "
+                f"the file is truncated or was changed; {_CORRUPT}"
+            )
+        digest = _sha256(path)
+        if digest != entry["sha256"]:
+            raise ModelDirError(
+                f"{path}: sha256 {digest} does not match {MANIFEST} ({entry['sha256']}); "
+                f"the file is damaged or was changed; {_CORRUPT}"
+            )
+    return manifest
+
+
+def load_arrays(version_dir: Path, name: str) -> dict[str, np.ndarray]:
+    """Read `{name}.npz` fully into memory, never unpickling anything."""
+    path = _listed_file(version_dir, f"{name}.npz")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ModelDirError(f"{path}: cannot be read as arrays ({exc}); {_CORRUPT}") from None
+
+
+def load_table(version_dir: Path, name: str) -> pa.Table:
+    """Read `{name}.parquet` fully into memory."""
+    path = _listed_file(version_dir, f"{name}.parquet")
+    try:
+        return pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise ModelDirError(f"{path}: cannot be read as a table ({exc}); {_CORRUPT}") from None
+
+
+def load_json(version_dir: Path, name: str) -> Any:
+    """Read `{name}.json`."""
+    path = _listed_file(version_dir, f"{name}.json")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelDirError(f"{path}: not valid JSON ({exc}); {_CORRUPT}") from None
+
+
+def versions(root: Path) -> list[str]:
+    """Return the complete versions (folders with a manifest), oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    names = [
+        entry.name
+        for entry in root.iterdir()
+        if _VERSION_RE.fullmatch(entry.name) and (entry / MANIFEST).is_file()
+    ]
+    return sorted(names, key=int)
+
+
+def prune(root: Path, keep: int) -> list[str]:
+    """Delete all but the newest `keep` versions, never the published one; return what went."""
+    root = Path(root)
+    if keep < 1:
+        # Keeping the newest version is what keeps version numbers increasing.
+        raise ValueError(f"prune: keep must be at least 1 (got {keep})")
+    present = versions(root)
+    kept = set(present[-keep:])
+    current = current_version(root)
+    if current is not None:
+        kept.add(current)
+    deleted: list[str] = []
+    for name in present:
+        if name in kept:
+            continue
+        # Renamed out of the way first: a crash during rmtree then leaves a .tmp-* folder for
+        # clean_stale, never a half-deleted version that still looks complete.
+        doomed = root / f"{TMP_PREFIX}prune-{name}-{uuid.uuid4().hex[:12]}"
+        os.rename(root / name, doomed)
+        shutil.rmtree(doomed)
+        deleted.append(name)
+    if deleted:
+        _fsync_dir(root)
+        logger.info("%s: deleted old model versions %s", root, ", ".join(deleted))
+    return deleted
+
+
+def clean_stale(root: Path) -> list[Path]:
+    """Remove work folders left by crashed runs; call it only while holding the run lock."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    stale = sorted(
+        entry
+        for entry in root.iterdir()
+        if entry.name.startswith(TMP_PREFIX) or entry.name == f"{CURRENT}.tmp"
+    )
+    for entry in stale:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+        logger.warning("%s: removed %s, left by a run that did not finish", root, entry.name)
+    return stale
+
+
+def _listed_file(version_dir: Path, file_name: str) -> Path:
+    """Return the path of a file the manifest lists; only files it vouches for are loaded."""
+    version_dir = Path(version_dir)
+    listed = read_manifest(version_dir)["files"]
+    if file_name not in listed:
+        held = ", ".join(sorted(listed)) or "nothing"
+        raise ModelDirError(
+            f"{version_dir}: has no {file_name} (it holds {held}); "
+            "the model was written by another version of recsys; run `recsys train` again"
+        )
+    return version_dir / file_name
+
+
+def _next_version(root: Path) -> str:
+    """Return the number after every version present, complete or not, and after CURRENT."""
+    numbers = [int(entry.name) for entry in root.iterdir() if _VERSION_RE.fullmatch(entry.name)]
+    # A damaged CURRENT must not stop the run that will publish over it.
+    with contextlib.suppress(ModelDirError):
+        numbers.append(int(current_version(root) or 0))
+    return f"{max(numbers, default=0) + 1:06d}"
+
+
+def _check_version_name(version: str, where: str) -> None:
+    if not isinstance(version, str) or not _VERSION_RE.fullmatch(version):
+        raise ModelDirError(
+            f"{where}: {version!r} is not a version name like '000001'; "
+            "pass a name returned by commit() or versions()"
+        )
+
+
+def _check_name(name: str, what: str) -> None:
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise ModelDirError(
+            f"{what} {name!r} is not allowed; use letters, digits, '_', '-' and '.' only, "
+            "not starting with '.' or '-'"
+        )
+
+
+def _to_json(data: Any, where: str) -> str:
+    """Serialise plain data strictly: no NaN or infinity, which other JSON readers reject."""
+    try:
+        return (
+            json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False, default=_json_default)
+            + "\n"
+        )
+    except (TypeError, ValueError) as exc:
+        raise ModelDirError(
+            f"{where}: cannot be stored as JSON ({exc}); store dicts, lists, strings, numbers, "
+            "booleans and None (None for a missing or NaN value)"
+        ) from None
+
+
+def _json_default(value: Any) -> Any:
+    # numpy scalars and arrays convert without loss; anything else is the caller's to convert.
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_file(path: Path) -> None:
+    """Flush a file's contents to disk, so that a power cut cannot leave it half written."""
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    """Flush a folder's entries (files created, renamed or removed in it) to disk."""
+    if os.name == "nt":  # Windows cannot open a folder to fsync it.
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
