@@ -203,17 +203,23 @@ class ALSConfig:
     enabled: bool = True
     factors: int = 64
     regularization: float = 0.05
-    iterations: int = 15
+    # 10 iterations: NDCG@20 on Online Retail's holdout moved by < 0.002 between 8 and 15.
+    iterations: int = 10
     # confidence = 1 + alpha x matrix cell (Hu, Koren & Volinsky 2008).
     alpha: float = 2.0
     # implicit's own worker threads (0 = every core); BLAS stays at one thread regardless.
     threads: int = 0
+    # users with fewer distinct items are left out of the factorisation and get their vector
+    # by fold-in afterwards: on browse logs most visitors touch one item, and solving them
+    # inside every ALS iteration costs most of the time while barely moving the item factors.
+    min_user_items: int = 2
 
     def __post_init__(self) -> None:
         _positive("models.als.factors", self.factors)
         _positive("models.als.iterations", self.iterations)
         _non_negative("models.als.regularization", self.regularization)
         _positive("models.als.alpha", self.alpha)
+        _positive("models.als.min_user_items", self.min_user_items)
 
 
 @dataclass(frozen=True)
@@ -379,16 +385,19 @@ class TrainingConfig:
     gate_metric: Literal["ndcg", "recall"] = "ndcg"
     # publication is refused below (1 - tolerance) x the published model's metric.
     tolerance: float = 0.05
-    # refit on every event (holdout included) for the published model.
+    # refit on every event (holdout included) for the published model ...
     retrain_on_all: bool = True
+    # ... with ALS warm-started from the evaluation fit, so a few iterations suffice.
+    retrain_iterations: int = 3
     keep_versions: int = 5
     # evaluation uses at most this many held-out users (a seeded sample), to bound its time.
-    max_eval_users: int = 20_000
+    max_eval_users: int = 10_000
 
     def __post_init__(self) -> None:
         _positive("training.holdout_days", self.holdout_days)
         _positive("training.k", self.k)
         _positive("training.keep_versions", self.keep_versions)
+        _positive("training.retrain_iterations", self.retrain_iterations)
         _positive("training.max_eval_users", self.max_eval_users)
         if not 0 <= self.tolerance < 1:
             raise ConfigError(f"training.tolerance must be in [0, 1) (got {self.tolerance})")

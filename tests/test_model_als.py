@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -70,3 +72,19 @@ def test_a_users_own_items_score_above_average() -> None:
 def test_unfitted_model_says_so() -> None:
     with pytest.raises(NotFittedError, match=r"ALSModel is not fitted yet"):
         ALSModel().scores(np.zeros(3))
+
+
+def test_visitors_with_one_item_get_the_vector_fold_in_gives_them() -> None:
+    data = _data()
+    matrix = data.matrix.tolil()
+    matrix[3, :] = 0
+    matrix[3, 11] = 4.0  # user 3 now touched a single item
+    matrix[4, :] = 0  # user 4 touched nothing (all cancelled by returns)
+    data = FitData.from_matrix(matrix.tocsr(), data.history, now=0)
+    model = ALSModel(CONFIG).fit(data)
+    np.testing.assert_allclose(
+        model.user_factors_[3], model.fold_in(np.array([11]), np.array([4.0])), rtol=1e-4, atol=1e-6
+    )
+    assert not model.user_factors_[4].any()
+    everyone = ALSModel(dataclasses.replace(CONFIG, min_user_items=1)).fit(data)
+    assert everyone.user_factors_[3].any()

@@ -9,12 +9,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from recsys.config import load_config
-from recsys.errors import RecsysError
+from recsys.errors import GateRefusedError, LockedError, RecsysError
 
 # Exit codes a scheduler can act on.
 EXIT_OK = 0
-EXIT_INTERNAL = 1
-EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 1  # a bug or an environment failure: look at the traceback
+EXIT_BAD_INPUT = 2  # bad configuration or input files: fix them and rerun
+EXIT_GATE_REFUSED = 3  # the new model is worse: the published one stays current
+EXIT_LOCKED = 4  # another run holds the model directory: nothing was done
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,6 +32,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.run(args)
         return code
+    except GateRefusedError as exc:
+        print(f"recsys: refused: {exc}", file=sys.stderr)
+        return EXIT_GATE_REFUSED
+    except LockedError as exc:
+        print(f"recsys: locked: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
     except RecsysError as exc:
         print(f"recsys: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -55,6 +63,19 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--rejects", type=Path, help="folder for rejected rows (default: config)")
     check.set_defaults(run=_check)
 
+    train = sub.add_parser(
+        "train", help="the nightly job: load, validate, fit, evaluate, gate and publish a model"
+    )
+    train.add_argument("--config", required=True, type=Path, help="the shop's TOML config")
+    train.add_argument("--out", type=Path, help="model directory (default: output.models)")
+    train.add_argument(
+        "--force", action="store_true", help="publish even if the evaluation gate refuses"
+    )
+    train.add_argument(
+        "--on-error", choices=["strict", "quarantine"], help="override validation.on_error"
+    )
+    train.set_defaults(run=_train)
+
     synth = sub.add_parser(
         "synth", help="write the seeded shop-scale synthetic log (RetailRocket format)"
     )
@@ -72,6 +93,23 @@ def _check(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     dataset = build_dataset(config, on_error=args.on_error, rejects_dir=args.rejects)
     print(dataset.format())
+    return EXIT_OK
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.job import train
+
+    config = load_config(args.config)
+    result = train(config, out=args.out, force=args.force, on_error=args.on_error)
+    if result.dataset is not None:
+        print(result.dataset.format())
+    if result.evaluation is not None:
+        print(result.evaluation.format())
+    if result.gate is not None:
+        print(result.gate.message)
+    steps = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())
+    print(f"timings: {steps}")
+    print(f"published version {result.version}: {result.path}")
     return EXIT_OK
 
 

@@ -23,6 +23,12 @@ class Steps:
         log.info("%s: %.2fs", name, seconds)
         self._clock = now
 
+    def merge(self, timings: dict[str, float]) -> None:
+        """Record steps timed elsewhere (e.g. by the loader) and restart the clock."""
+        for name, seconds in timings.items():
+            self.timings[name] = self.timings.get(name, 0.0) + seconds
+        self._clock = time.perf_counter()
+
     @property
     def total(self) -> float:
         """Sum of all recorded steps, in seconds."""

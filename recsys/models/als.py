@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from recsys.config import ALSConfig
@@ -24,11 +25,18 @@ class ALSModel(Model):
         self.seed = seed
         self._gram_cache: tuple[np.ndarray, np.ndarray] | None = None
 
-    def fit(self, data: FitData) -> ALSModel:
-        """Factorise the confidence matrix; BLAS is held at one thread as implicit advises."""
+    def fit(self, data: FitData, init_item_factors: np.ndarray | None = None) -> ALSModel:
+        """Factorise the confidence matrix; BLAS is held at one thread as implicit advises.
+
+        `init_item_factors` (n_items x factors) warm-starts the item side, e.g. from the model
+        fitted on the evaluation split; rows of zeros get small random values instead.
+        """
         from implicit.cpu.als import AlternatingLeastSquares
 
         cfg = self.config
+        matrix = data.matrix.tocsr().astype(np.float32)
+        per_user = np.diff(matrix.indptr)
+        core = np.flatnonzero(per_user >= cfg.min_user_items)
         with threadpool_limits(limits=1, user_api="blas"):
             model = AlternatingLeastSquares(
                 factors=cfg.factors,
@@ -39,10 +47,31 @@ class ALSModel(Model):
                 num_threads=cfg.threads,
                 calculate_training_loss=False,
             )
-            model.fit(data.matrix.tocsr().astype(np.float32), show_progress=False)
-        self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
+            if init_item_factors is not None:
+                model.item_factors = _warm(init_item_factors, cfg.factors, self.seed)
+            model.fit(matrix[core], show_progress=False)
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+        self._gram_cache = None
+        users = np.zeros((matrix.shape[0], cfg.factors), dtype=np.float32)
+        users[core] = model.user_factors
+        self.user_factors_ = users
+        self._fold_in_rest(matrix, per_user)
         return self
+
+    def _fold_in_rest(self, matrix: sp.csr_matrix, per_user: np.ndarray) -> None:
+        """Give users left out of the factorisation the vectors fold-in gives them."""
+        single = np.flatnonzero(per_user == 1)
+        if len(single):
+            # One item: (G + (c-1) y yᵀ)⁻¹ c y = c G⁻¹y / (1 + (c-1) yᵀG⁻¹y) (Sherman-Morrison).
+            items = matrix.indices[matrix.indptr[single]]
+            c = self.config.alpha * matrix.data[matrix.indptr[single]].astype(np.float64)
+            y = self.item_factors_[items].astype(np.float64)
+            g_inv_y = y @ np.linalg.inv(self._gram())
+            s = np.einsum("ij,ij->i", g_inv_y, y)
+            self.user_factors_[single] = (c / (1.0 + (c - 1.0) * s))[:, None] * g_inv_y
+        for user in np.flatnonzero((per_user > 1) & (per_user < self.config.min_user_items)):
+            lo, hi = matrix.indptr[user], matrix.indptr[user + 1]
+            self.user_factors_[user] = self.fold_in(matrix.indices[lo:hi], matrix.data[lo:hi])
 
     def user_vector(self, user: int) -> np.ndarray | None:
         """Return a known user's factor vector, or None for an unknown index."""
@@ -86,3 +115,14 @@ class ALSModel(Model):
         self.check_fitted()
         factors = self.item_factors_ if items is None else self.item_factors_[items]
         return np.asarray(factors @ user_vector, dtype=np.float32)
+
+
+def _warm(factors: np.ndarray, n_factors: int, seed: int) -> np.ndarray:
+    """Item factors to start from: the given rows, small random values where a row is zero."""
+    if factors.shape[1] != n_factors:
+        raise ValueError(f"warm start has {factors.shape[1]} factors, the model {n_factors}")
+    start = np.array(factors, dtype=np.float32)
+    blank = ~start.any(axis=1)
+    rng = np.random.default_rng(seed)
+    start[blank] = rng.random((int(blank.sum()), n_factors), dtype=np.float32) * 0.01
+    return start

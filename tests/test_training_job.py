@@ -1,0 +1,253 @@
+"""The nightly job: trains, evaluates on a time split, and publishes only what is not worse."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys.config import Config, config_from_dict
+from recsys.errors import GateRefusedError, LockedError
+from recsys.modeldir import current_path, current_version, load_arrays, read_manifest, verify
+from training import job
+from training.cli import EXIT_GATE_REFUSED, EXIT_LOCKED, EXIT_OK, main
+from training.job import Evaluation, decide, train
+from training.lock import RunLock
+
+DAY = 86_400
+T0 = 1_700_000_000
+
+
+def _shop(tmp_path: Path) -> Path:
+    """A small shop: 80 customers rebuying from 3 staples every ~10 days, plus browsing."""
+    rng = np.random.default_rng(5)
+    rows = []
+    for user in range(80):
+        staples = rng.choice(30, size=3, replace=False)
+        for day in range(int(rng.integers(0, 5)), 60, 10):
+            basket = f"b{user}-{day}"
+            for item in staples[: int(rng.integers(1, 4))]:
+                rows.append((user, f"sku{item}", "buy", T0 + day * DAY + user, basket))
+            for item in rng.choice(30, size=2):
+                rows.append((user, f"sku{item}", "view", T0 + day * DAY + user - 60, ""))
+    frame = pd.DataFrame(rows, columns=["customer", "sku", "type", "ts", "order"])
+    path = tmp_path / "events.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _config(tmp_path: Path, **overrides: Any) -> Config:
+    events = {
+        "path": str(_shop(tmp_path)),
+        "timestamp_unit": "s",
+        "event_types": {"buy": "purchase", "view": "view"},
+        "columns": {
+            "user": "customer",
+            "item": "sku",
+            "event": "type",
+            "timestamp": "ts",
+            "session": "order",
+        },
+    }
+    data: dict[str, Any] = {
+        "events": events,
+        "seed": 11,
+        "models": {"als": {"factors": 8, "iterations": 4}, "neighbours": {"k": 10}},
+        "output": {"models": str(tmp_path / "models"), "rejects": str(tmp_path / "rejects")},
+    }
+    data.update(overrides)
+    return config_from_dict(data, base_dir=tmp_path)
+
+
+def test_a_run_publishes_a_verified_version_with_a_complete_manifest(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    result = train(config)
+    root = tmp_path / "models"
+    assert result.published and result.version == "000001"
+    assert current_version(root) == "000001"
+    manifest = verify(current_path(root))
+    assert manifest["config_hash"] == config.hash()
+    counts = manifest["counts"]["events"]
+    assert counts["rows_read"] == counts["accepted"] + counts["rejected_total"]
+    [source] = manifest["inputs"]
+    assert source["sha256"] == hashlib.sha256(Path(source["path"]).read_bytes()).hexdigest()
+    assert {"als", "neighbours", "copurchase", "popularity", "repurchase", "content"} <= set(
+        manifest["models"]
+    )
+    assert manifest["metrics"]["k"] == 20
+    assert manifest["gate"]["passed"] is True
+    assert manifest["forced"] is False
+    assert set(manifest["timings"]) >= {"load events", "fit on train split", "evaluate", "write"}
+    files = set(manifest["files"])
+    assert {"users.parquet", "items.parquet", "history.npz", "als.npz", "neighbours.npz"} <= files
+    assert result.evaluation is not None
+    blend = result.evaluation.metrics["conversion"]["blend"]["ndcg"]
+    assert blend > result.evaluation.metrics["conversion"]["popular"]["ndcg"]
+
+
+def test_the_same_seed_gives_the_same_model_and_metrics(tmp_path: Path) -> None:
+    one = train(_config(tmp_path), out=tmp_path / "a")
+    two = train(_config(tmp_path), out=tmp_path / "b")
+    assert one.evaluation is not None and two.evaluation is not None
+    assert one.evaluation.metrics == two.evaluation.metrics
+    for name in ("als", "neighbours", "popularity", "repurchase"):
+        a = load_arrays(tmp_path / "a" / "000001", name)
+        b = load_arrays(tmp_path / "b" / "000001", name)
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=f"{name}.{key}")
+
+
+def _pretend_published_metric(root: Path, value: float) -> None:
+    path = current_path(root) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["gate"]["value"] = value
+    path.write_text(json.dumps(manifest))
+
+
+def test_a_model_worse_than_the_published_one_is_refused_and_the_old_one_stays(
+    tmp_path: Path,
+) -> None:
+    config = _config(tmp_path)
+    train(config)
+    root = tmp_path / "models"
+    _pretend_published_metric(root, 0.99)
+    with pytest.raises(GateRefusedError) as err:
+        train(config)
+    assert "is more than 5% below the published model's 0.9900" in str(err.value)
+    assert "(pass --force to publish anyway)" in str(err.value)
+    assert current_version(root) == "000001"
+    assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == [
+        "000001",
+        "CURRENT",
+    ]
+
+
+def test_force_publishes_a_refused_model_and_says_so_in_the_manifest(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    train(config)
+    root = tmp_path / "models"
+    _pretend_published_metric(root, 0.99)
+    result = train(config, force=True)
+    assert result.version == "000002" and current_version(root) == "000002"
+    manifest = read_manifest(current_path(root))
+    assert manifest["forced"] is True
+    assert manifest["gate"]["message"].startswith("gate overridden by --force")
+
+
+def test_the_gate_refuses_a_model_below_the_popularity_baseline() -> None:
+    config = config_from_dict(
+        {"events": {"path": "x.csv", "columns": {"user": "u", "item": "i", "timestamp": "t"}}}
+    )
+    evaluation = Evaluation(
+        cut=0,
+        k=20,
+        users={"conversion": 10},
+        metrics={"conversion": {"blend": {"ndcg": 0.10}, "popular": {"ndcg": 0.12}}},
+        gate_target="conversion",
+    )
+    decision = decide(evaluation, None, config, force=False)
+    assert not decision.passed
+    assert decision.message == (
+        "gate refused on conversion targets: ndcg@20 0.1000 is below the popularity baseline 0.1200"
+    )
+    assert decide(evaluation, None, config, force=True).passed
+
+
+def test_only_the_last_k_versions_are_kept(tmp_path: Path) -> None:
+    config = _config(tmp_path, training={"keep_versions": 2})
+    for _ in range(3):
+        train(config)
+    root = tmp_path / "models"
+    assert sorted(p.name for p in root.iterdir() if p.name[0].isdigit()) == ["000002", "000003"]
+    assert current_version(root) == "000003"
+
+
+def test_a_crash_while_publishing_leaves_the_old_model_current_and_a_rerun_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _config(tmp_path)
+    train(config)
+    root = tmp_path / "models"
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt("killed between writing and publishing")
+
+    monkeypatch.setattr(job, "publish", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(config)
+    assert current_version(root) == "000001"
+    verify(current_path(root))
+    assert load_arrays(current_path(root), "als")["item_factors"].shape[1] == 8
+    monkeypatch.undo()
+    assert train(config).version == "000003"
+    assert current_version(root) == "000003"
+
+
+def test_no_file_in_a_model_directory_is_a_pickle_and_loading_never_unpickles(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    train(_config(tmp_path))
+    version = current_path(tmp_path / "models")
+    for path in version.iterdir():
+        assert not path.read_bytes().startswith(b"\x80"), path.name
+        assert path.suffix in {".npz", ".parquet", ".json"}, path.name
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("pickle was called while loading a model")
+
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    manifest = verify(version)
+    for name in manifest["files"]:
+        if name.endswith(".npz"):
+            load_arrays(version, name.removesuffix(".npz"))
+
+
+def test_a_second_run_while_one_holds_the_lock_exits_at_once(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    with RunLock(tmp_path / "models"), pytest.raises(LockedError, match="another run holds"):
+        train(config)
+
+
+def test_exit_codes_tell_a_scheduler_what_happened(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config(tmp_path)
+    toml = tmp_path / "shop.toml"
+    toml.write_text(
+        f"""seed = 11
+[events]
+path = {json.dumps(str(config.events.path[0]))}
+timestamp_unit = "s"
+event_types = {{ buy = "purchase", view = "view" }}
+[events.columns]
+user = "customer"
+item = "sku"
+event = "type"
+timestamp = "ts"
+session = "order"
+[models.als]
+factors = 8
+iterations = 4
+[output]
+models = "models"
+rejects = "rejects"
+""",
+        encoding="utf-8",
+    )
+    assert main(["-q", "train", "--config", str(toml)]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "holdout evaluation (k=20" in out and "published version 000001" in out
+    _pretend_published_metric(tmp_path / "models", 0.99)
+    assert main(["-q", "train", "--config", str(toml)]) == EXIT_GATE_REFUSED
+    assert "recsys: refused:" in capsys.readouterr().err
+    with RunLock(tmp_path / "models"):
+        assert main(["-q", "train", "--config", str(toml)]) == EXIT_LOCKED
+    assert main(["-q", "train", "--config", str(toml), "--force"]) == EXIT_OK
