@@ -102,7 +102,7 @@ def _train(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     result = train(config, out=args.out, force=args.force, on_error=args.on_error)
     if result.dataset is not None:
-        print(result.dataset.format())
+        print(result.dataset.format(timings=False))
     if result.evaluation is not None:
         print(result.evaluation.format())
     if result.gate is not None:

@@ -37,8 +37,8 @@ class Dataset:
     history: UserHistory
     timings: dict[str, float]
 
-    def format(self) -> str:
-        """Return the load reports and matrix summary as text."""
+    def format(self, timings: bool = True) -> str:
+        """Return the load reports and matrix summary (and step timings) as text."""
         parts = [self.events.report.format()]
         if self.catalogue is not None:
             parts.append(self.catalogue.report.format())
@@ -48,8 +48,9 @@ class Dataset:
         parts.append(
             f"history: {len(self.history):,} events of {self.history.n_users:,} users, time-ordered"
         )
-        steps = ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items())
-        parts.append(f"timings: {steps}")
+        if timings:
+            steps = ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items())
+            parts.append(f"timings: {steps}")
         return "\n".join(parts)
 
 
