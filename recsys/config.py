@@ -205,7 +205,7 @@ class ALSConfig:
     regularization: float = 0.05
     # 10 iterations: NDCG@20 on Online Retail's holdout moved by < 0.002 between 8 and 15.
     iterations: int = 10
-    # confidence = 1 + alpha x matrix cell (Hu, Koren & Volinsky 2008).
+    # confidence = alpha x matrix cell, as implicit applies it (Hu, Koren & Volinsky 2008).
     alpha: float = 2.0
     # implicit's own worker threads (0 = every core); BLAS stays at one thread regardless.
     threads: int = 0

@@ -122,3 +122,21 @@ class Model:
             else:
                 raise KeyError(f"{type(self).__name__}: array {key!r} is missing")
         return self
+
+
+def take_ranked(
+    items: np.ndarray, scores: np.ndarray, n: int, exclude: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the first n of a ranked list, skipping excluded items."""
+    n = max(int(n), 0)
+    if exclude is None or len(exclude) == 0:
+        return items[:n], scores[:n]
+    exclude = np.asarray(exclude).ravel()
+    # At most len(exclude) of the list can be skipped, so only that much more is looked at.
+    head = items[: n + len(exclude)]
+    if len(head) * len(exclude) <= 4096:
+        # For a few items a direct comparison is several times faster than np.isin.
+        keep = (head[:, None] != exclude[None, :]).all(axis=1)
+    else:
+        keep = ~np.isin(head, exclude)
+    return head[keep][:n], scores[: len(head)][keep][:n]

@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys.config import ContentConfig
-from recsys.models.base import FitData, Model
+from recsys.models.base import FitData, Model, take_ranked
 
 _SECONDS_PER_DAY = 86_400
 # Similarity = 1.0·[same category] + 0.5·[same brand] + 0.25·[same price band]. As a 3-bit code
@@ -113,9 +113,9 @@ class ContentModel(Model):
         self.check_fitted()
         neighbours = self.neighbours_
         if not 0 <= item < neighbours.shape[0]:
-            return _take(neighbours.indices[:0], neighbours.data[:0], 0, None)
+            return take_ranked(neighbours.indices[:0], neighbours.data[:0], 0, None)
         lo, hi = neighbours.indptr[item], neighbours.indptr[item + 1]
-        return _take(neighbours.indices[lo:hi], neighbours.data[lo:hi], n, exclude)
+        return take_ranked(neighbours.indices[lo:hi], neighbours.data[lo:hi], n, exclude)
 
     def new_items(
         self, category: int | None = None, n: int = 20, exclude: np.ndarray | None = None
@@ -130,7 +130,7 @@ class ContentModel(Model):
             items = self.arrivals_category_items_[lo:hi]
         else:
             items = self.arrivals_[:0]
-        return _take(items, items, n, exclude)[0]
+        return take_ranked(items, items, n, exclude)[0]
 
 
 def _checked_codes(name: str, codes: np.ndarray, n_items: int) -> np.ndarray:
@@ -228,21 +228,3 @@ def _group_key(
             key = key * (int(codes.max(initial=-1)) + 2) + codes + 1
             valid &= codes >= 0
     return key, valid
-
-
-def _take(
-    items: np.ndarray, scores: np.ndarray, n: int, exclude: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return the first n of a ranked list, skipping excluded items."""
-    n = max(int(n), 0)
-    if exclude is None or len(exclude) == 0:
-        return items[:n], scores[:n]
-    exclude = np.asarray(exclude).ravel()
-    # At most len(exclude) of the list can be skipped, so only that much more is looked at.
-    head = items[: n + len(exclude)]
-    if len(head) * len(exclude) <= 4096:
-        # For a few items a direct comparison is several times faster than np.isin.
-        keep = (head[:, None] != exclude[None, :]).all(axis=1)
-    else:
-        keep = ~np.isin(head, exclude)
-    return head[keep][:n], scores[: len(head)][keep][:n]

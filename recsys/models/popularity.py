@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.config import PopularityConfig
-from recsys.models.base import FitData, Model
+from recsys.models.base import FitData, Model, take_ranked
 from recsys.schema import EVENT_TYPES, EventType
 
 _SECONDS_PER_DAY = 86_400.0
@@ -124,19 +124,19 @@ class PopularityModel(Model):
     def top(self, n: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Return the n most popular items and their scores, leaving out `exclude`."""
         self.check_fitted()
-        return _take(self.popular_, self.popular_scores_, n, exclude)
+        return take_ranked(self.popular_, self.popular_scores_, n, exclude)
 
     def bestsellers(
         self, n: int, exclude: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Return the n items with most distinct buyers and their counts, leaving out `exclude`."""
         self.check_fitted()
-        return _take(self.bestsellers_, self.bestseller_scores_, n, exclude)
+        return take_ranked(self.bestsellers_, self.bestseller_scores_, n, exclude)
 
     def trending(self, n: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Return the n most trending items and their scores, leaving out `exclude`."""
         self.check_fitted()
-        return _take(self.trending_, self.trending_scores_, n, exclude)
+        return take_ranked(self.trending_, self.trending_scores_, n, exclude)
 
     def top_in_category(
         self, category: int, n: int, exclude: np.ndarray | None = None
@@ -144,9 +144,9 @@ class PopularityModel(Model):
         """Return a category's n most popular items and scores; an unknown category gives none."""
         self.check_fitted()
         if not 0 <= category < len(self.category_indptr_) - 1:
-            return _take(self.category_items_[:0], self.category_scores_[:0], 0, None)
+            return take_ranked(self.category_items_[:0], self.category_scores_[:0], 0, None)
         lo, hi = self.category_indptr_[category], self.category_indptr_[category + 1]
-        return _take(self.category_items_[lo:hi], self.category_scores_[lo:hi], n, exclude)
+        return take_ranked(self.category_items_[lo:hi], self.category_scores_[lo:hi], n, exclude)
 
 
 def _weights(config: PopularityConfig) -> np.ndarray:
@@ -187,21 +187,3 @@ def _ranked(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     items = np.flatnonzero(values > 0)
     order = np.lexsort((items, -values[items]))
     return items[order].astype(np.int32), values[items[order]]
-
-
-def _take(
-    items: np.ndarray, scores: np.ndarray, n: int, exclude: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return the first n of a ranked list, skipping excluded items."""
-    n = max(int(n), 0)
-    if exclude is None or len(exclude) == 0:
-        return items[:n], scores[:n]
-    exclude = np.asarray(exclude).ravel()
-    # At most len(exclude) of the list can be skipped, so only that much more is looked at.
-    head = items[: n + len(exclude)]
-    if len(head) * len(exclude) <= 4096:
-        # For a few items a direct comparison is several times faster than np.isin.
-        keep = (head[:, None] != exclude[None, :]).all(axis=1)
-    else:
-        keep = ~np.isin(head, exclude)
-    return head[keep][:n], scores[: len(head)][keep][:n]

@@ -13,14 +13,19 @@ on the shared 2-core machine). Targets for the
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
-from tests.benchmarks.common import ROOT, ensure_synthetic, median_run, peak_rss_mb
+from tests.benchmarks.common import (
+    ROOT,
+    ensure_synthetic,
+    median_run,
+    peak_rss_mb,
+    with_inputs,
+)
 
 
 def _one(config_path: str, events: str | None, items: str | None) -> None:
@@ -28,15 +33,7 @@ def _one(config_path: str, events: str | None, items: str | None) -> None:
     from training.dataset import build_dataset
 
     config = load_config(config_path)
-    if events is not None:
-        items_src = config.items
-        if items_src is not None and items is not None:
-            items_src = dataclasses.replace(items_src, path=(Path(items),))
-        elif items is None:
-            items_src = None
-        config = dataclasses.replace(
-            config, events=dataclasses.replace(config.events, path=(Path(events),)), items=items_src
-        )
+    config = with_inputs(config, events, items)
     with tempfile.TemporaryDirectory() as rejects:
         started = time.perf_counter()
         data = build_dataset(config, rejects_dir=Path(rejects))

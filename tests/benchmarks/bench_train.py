@@ -17,7 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.benchmarks.common import ROOT, ensure_synthetic, median_run, peak_rss_mb
+from tests.benchmarks.common import (
+    ROOT,
+    ensure_synthetic,
+    median_run,
+    peak_rss_mb,
+    with_inputs,
+)
 
 
 def _one(config_path: str, events: str | None, items: str | None) -> None:
@@ -25,13 +31,7 @@ def _one(config_path: str, events: str | None, items: str | None) -> None:
     from training.job import train
 
     config = load_config(config_path)
-    if events is not None:
-        items_src = config.items
-        if items_src is not None and items is not None:
-            items_src = dataclasses.replace(items_src, path=(Path(items),))
-        config = dataclasses.replace(
-            config, events=dataclasses.replace(config.events, path=(Path(events),)), items=items_src
-        )
+    config = with_inputs(config, events, items)
     with tempfile.TemporaryDirectory() as tmp:
         config = dataclasses.replace(
             config, output=dataclasses.replace(config.output, rejects=Path(tmp) / "rejects")

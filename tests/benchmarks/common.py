@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import resource
 import subprocess
@@ -27,6 +28,18 @@ def ensure_synthetic(fmt: str, scale: float = 1.0, seed: int = 0) -> Path:
         print(f"generating the synthetic log ({fmt}, scale {scale:g}) in {folder} ...", flush=True)
         generate_retailrocket(folder, SyntheticShape().scaled(scale), seed=seed, fmt=fmt)
     return folder
+
+
+def with_inputs(config: Any, events: str | None, items: str | None) -> Any:
+    """Return the config reading the given events (and item properties) files instead."""
+    if events is None:
+        return config
+    items_src = config.items
+    if items_src is not None:
+        items_src = dataclasses.replace(items_src, path=(Path(items),)) if items else None
+    return dataclasses.replace(
+        config, events=dataclasses.replace(config.events, path=(Path(events),)), items=items_src
+    )
 
 
 def peak_rss_mb() -> float:
