@@ -1,13 +1,15 @@
-"""The blend: one ranked list for a known user from every strategy's candidates.
+"""The blend: one ranked list for a visitor from every strategy's candidates.
 
 Each strategy proposes candidates with raw scores; the scores are scaled to [0, 1] per strategy
-and user, weighted by the blend configuration, and summed per item. An item's source is the
-strategy that contributed most to it, which serving turns into its reason. Training evaluates
-this same blend, and serving and batch export call it, so all three agree.
+and call, weighted by the blend configuration, and summed per item. An item's source is the
+strategy that contributed most to it, and its seed the history or session item that led
+there (for "because you viewed ..."). Training evaluates this blend; serving and batch export
+call it, so all three agree.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,15 +23,24 @@ from recsys.models.popularity import PopularityModel
 from recsys.models.repurchase import RepurchaseModel
 from recsys.schema import EventType
 
-SOURCES: tuple[str, ...] = ("personal", "neighbours", "repurchase", "complementary", "popular")
+SOURCES: tuple[str, ...] = (
+    "personal",
+    "neighbours",
+    "repurchase",
+    "complementary",
+    "session",
+    "popular",
+)
+PERSONAL, NEIGHBOURS, REPURCHASE, COMPLEMENTARY, SESSION, POPULAR = range(len(SOURCES))
 _DAY = 86_400.0
 # Purchases and carts seed complementary items ("bought X -> needs Y").
 _COMPLEMENT_SEEDS = np.array([EventType.PURCHASE, EventType.CART], dtype=np.int8)
+_NO_SEED = np.zeros(0, dtype=np.int32)
 
 
 @dataclass
 class Strategies:
-    """The fitted models a blend draws on; any may be missing (None)."""
+    """The fitted models a blend draws on; any but popularity may be missing (None)."""
 
     history: UserHistory
     popularity: PopularityModel
@@ -41,18 +52,27 @@ class Strategies:
 
 @dataclass(frozen=True)
 class Ranked:
-    """A ranked list: item indices, blended scores, and each item's source (index in SOURCES)."""
+    """A ranked list of item indices with blended scores, sources and seeds (-1: none)."""
 
     items: np.ndarray
     scores: np.ndarray
     sources: np.ndarray
+    seeds: np.ndarray
 
     def __len__(self) -> int:
         return len(self.items)
 
 
+@dataclass
+class _Part:
+    source: int
+    items: np.ndarray
+    scores: np.ndarray
+    seeds: np.ndarray
+
+
 class Blender:
-    """Ranks items for known users by blending every available strategy."""
+    """Ranks items for a visitor by blending every available strategy."""
 
     def __init__(
         self, strategies: Strategies, config: BlendConfig | None = None, personal_pool: int = 20_000
@@ -61,7 +81,7 @@ class Blender:
         self.config = config or BlendConfig()
         pop = strategies.popularity
         # ALS is scored against the most popular items only: the long tail's factors are noise,
-        # and scoring a bounded pool keeps a call well under a millisecond on large catalogues.
+        # and scoring a bounded pool keeps a call fast on large catalogues.
         self.pool = np.sort(pop.popular_[:personal_pool]).astype(np.int64)
         # Gathered once: indexing the factors per call would copy the whole pool each time.
         self.pool_factors = (
@@ -69,7 +89,7 @@ class Blender:
             if strategies.als is not None
             else None
         )
-        self.weights = np.array([getattr(self.config, name) for name in _CONFIG_NAMES])
+        self.weights = np.array([getattr(self.config, name) for name in SOURCES])
 
     def rank(
         self,
@@ -77,79 +97,108 @@ class Blender:
         now: int,
         n: int,
         *,
+        session: np.ndarray | None = None,
         exclude: np.ndarray | None = None,
+        keep: Callable[[np.ndarray], np.ndarray] | None = None,
+        exclude_bought: bool = True,
         only: str | None = None,
     ) -> Ranked:
         """Return the top-n items for a user index (-1: unknown) at time `now`.
 
-        `only` restricts the blend to one strategy (for evaluation); items in `exclude` and
-        items the user bought that are never bought twice are left out.
+        `session` holds the item indices of this visit, newest last; it shifts the blend
+        towards them, and a visitor unknown to the model gets a vector folded in from them.
+        `keep(items) -> bool mask` filters candidates (availability, categories); items in
+        `exclude`, and items the user bought that nobody rebuys, are left out. `only` restricts
+        the blend to one strategy (for evaluation).
         """
         if only is not None and only not in SOURCES:
             raise ValueError(f"unknown strategy {only!r} (expected one of {SOURCES})")
-        parts = self._candidates(user, now, n, only)
-        items = np.concatenate([p[0] for p in parts]).astype(np.int64)
-        scores = np.concatenate([p[1] for p in parts]).astype(np.float64)
-        sources = np.concatenate([np.full(len(p[0]), p[2], dtype=np.int8) for p in parts])
-        drop = self._excluded(user, exclude)
+        parts = self._candidates(user, now, n, session, only)
+        if not parts:
+            return _empty()
+        items = np.concatenate([p.items for p in parts]).astype(np.int64)
+        scores = np.concatenate([p.scores for p in parts])
+        sources = np.concatenate([np.full(len(p.items), p.source, dtype=np.int8) for p in parts])
+        seeds = np.concatenate([p.seeds for p in parts])
+        mask = np.ones(len(items), dtype=bool)
+        drop = self._excluded(user, exclude, exclude_bought)
         if len(drop):
-            keep = ~np.isin(items, drop)
-            items, scores, sources = items[keep], scores[keep], sources[keep]
-        return _aggregate(items, scores, sources, n)
+            mask &= ~np.isin(items, drop)
+        if keep is not None:
+            mask &= keep(items)
+        if not mask.all():
+            items, scores, sources, seeds = items[mask], scores[mask], sources[mask], seeds[mask]
+        return _aggregate(items, scores, sources, seeds, n)
 
     def _candidates(
-        self, user: int, now: int, n: int, only: str | None
-    ) -> list[tuple[np.ndarray, np.ndarray, int]]:
+        self, user: int, now: int, n: int, session: np.ndarray | None, only: str | None
+    ) -> list[_Part]:
         s = self.strategies
         cfg = self.config
         wanted = max(4 * n, 100)
         known = 0 <= user < s.history.n_users
-        parts: list[tuple[np.ndarray, np.ndarray, int]] = []
+        session = np.zeros(0, np.int64) if session is None else np.asarray(session, np.int64)
+        parts: list[_Part] = []
 
-        def add(source: int, items: np.ndarray, raw: np.ndarray) -> None:
-            if len(items) and (only is None or SOURCES[source] == only):
-                weight = 1.0 if only is not None else self.weights[source]
-                top = float(np.max(raw))
-                if weight > 0 and top > 0:
-                    parts.append((items, weight * np.clip(raw, 0, None) / top, source))
+        def wants(source: int) -> bool:
+            return (only is None and self.weights[source] > 0) or only == SOURCES[source]
 
+        def add(source: int, items: np.ndarray, raw: np.ndarray, seeds: np.ndarray) -> None:
+            if len(items) == 0:
+                return
+            top = float(np.max(raw))
+            if top > 0:
+                weight = 1.0 if only is not None else float(self.weights[source])
+                seeds = seeds if len(seeds) else np.full(len(items), -1, dtype=np.int32)
+                parts.append(_Part(source, items, weight * np.clip(raw, 0, None) / top, seeds))
+
+        vector = None
+        if s.als is not None and wants(PERSONAL):
+            if known:
+                vector = s.als.user_vector(user)
+            elif len(session):
+                # A visitor who arrived after training: fold their visit into a user vector.
+                vector = s.als.fold_in(session, np.ones(len(session)))
+        if vector is not None and self.pool_factors is not None and vector.any():
+            raw = self.pool_factors @ vector
+            top = _top(raw, wanted)
+            add(PERSONAL, self.pool[top], raw[top], _NO_SEED)
         if known:
             h_items, h_events, h_times = s.history.of(user)
-            recent, recency = _recent(h_items, h_times, now, cfg)
-            if s.als is not None and self.pool_factors is not None and only in (None, "personal"):
-                vector = s.als.user_vector(user)
-                if vector is not None:
-                    raw = self.pool_factors @ vector
-                    top = _top(raw, wanted)
-                    add(0, self.pool[top], raw[top])
-            if s.neighbours is not None and len(recent) and only in (None, "neighbours"):
-                add(1, *sum_rows(s.neighbours.similarity_, recent, recency))
-            if s.repurchase is not None and only in (None, "repurchase"):
+            if s.neighbours is not None and wants(NEIGHBOURS):
+                recent, recency = _recent(h_items, h_times, now, cfg)
+                if len(recent):
+                    add(NEIGHBOURS, *sum_rows(s.neighbours.similarity_, recent, recency))
+            if s.repurchase is not None and wants(REPURCHASE):
                 due = s.repurchase.due(user, now, wanted)
-                add(2, due.items, due.scores)
-            if s.copurchase is not None and only in (None, "complementary"):
-                seeds = np.isin(h_events, _COMPLEMENT_SEEDS)
-                c_items, c_weights = _recent(h_items[seeds], h_times[seeds], now, cfg)
+                add(REPURCHASE, due.items, due.scores, due.items.astype(np.int32))
+            if s.copurchase is not None and wants(COMPLEMENTARY):
+                bought = np.isin(h_events, _COMPLEMENT_SEEDS)
+                c_items, c_weights = _recent(h_items[bought], h_times[bought], now, cfg)
                 if len(c_items):
-                    add(3, *sum_rows(s.copurchase.complements_, c_items, c_weights))
-        if only in (None, "popular"):
+                    add(COMPLEMENTARY, *sum_rows(s.copurchase.complements_, c_items, c_weights))
+        if len(session) and wants(SESSION):
+            # Newest first, each step back in the visit counting a little less.
+            seeds = session[::-1][: cfg.recent_items]
+            steps = 0.85 ** np.arange(len(seeds))
+            if s.neighbours is not None:
+                add(SESSION, *sum_rows(s.neighbours.similarity_, seeds, steps))
+            if s.copurchase is not None:
+                c_items, c_scores, c_seeds = sum_rows(s.copurchase.complements_, seeds, steps)
+                add(SESSION, c_items, 0.5 * c_scores, c_seeds)
+        if wants(POPULAR):
             pop_items, pop_scores = s.popularity.top(wanted)
-            add(4, pop_items, pop_scores)
-        if not parts:
-            parts.append((np.zeros(0, np.int64), np.zeros(0), 4))
+            add(POPULAR, pop_items, pop_scores, _NO_SEED)
         return parts
 
-    def _excluded(self, user: int, exclude: np.ndarray | None) -> np.ndarray:
+    def _excluded(self, user: int, exclude: np.ndarray | None, exclude_bought: bool) -> np.ndarray:
         drop = [] if exclude is None else [np.asarray(exclude, dtype=np.int64)]
         s = self.strategies
-        if s.repurchase is not None and 0 <= user < s.history.n_users:
+        if exclude_bought and s.repurchase is not None and 0 <= user < s.history.n_users:
             bought, _, _ = s.repurchase.purchases(user)
             # Bought items come back only if people rebuy them (coffee yes, a fridge no).
             drop.append(bought[~s.repurchase.rebuyable_[bought]].astype(np.int64))
         return np.concatenate(drop) if drop else np.zeros(0, dtype=np.int64)
-
-
-_CONFIG_NAMES = ("personal", "neighbours", "repurchase", "complementary", "popular")
 
 
 def _recent(
@@ -173,19 +222,30 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
     return part[np.argsort(-scores[part], kind="stable")]
 
 
-def _aggregate(items: np.ndarray, scores: np.ndarray, sources: np.ndarray, n: int) -> Ranked:
+def _empty() -> Ranked:
+    return Ranked(
+        np.zeros(0, np.int32), np.zeros(0, np.float32), np.zeros(0, np.int8), np.zeros(0, np.int32)
+    )
+
+
+def _aggregate(
+    items: np.ndarray, scores: np.ndarray, sources: np.ndarray, seeds: np.ndarray, n: int
+) -> Ranked:
     if len(items) == 0:
-        return Ranked(np.zeros(0, np.int32), np.zeros(0, np.float32), np.zeros(0, np.int8))
+        return _empty()
     uniq, inverse = np.unique(items, return_inverse=True)
     total = np.bincount(inverse, weights=scores)
     # The item's source is the strategy that contributed the largest share of its score.
     order = np.lexsort((-scores, inverse))
-    first = np.r_[True, inverse[order][1:] != inverse[order][:-1]]
+    first = order[np.r_[True, inverse[order][1:] != inverse[order][:-1]]]
     best_source = np.empty(len(uniq), dtype=np.int8)
-    best_source[inverse[order][first]] = sources[order][first]
+    best_seed = np.empty(len(uniq), dtype=np.int32)
+    best_source[inverse[first]] = sources[first]
+    best_seed[inverse[first]] = seeds[first]
     ranked = np.lexsort((uniq, -total))[:n]
     return Ranked(
         items=uniq[ranked].astype(np.int32),
         scores=total[ranked].astype(np.float32),
         sources=best_source[ranked],
+        seeds=best_seed[ranked],
     )

@@ -10,12 +10,13 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from recsys.errors import ConfigError
 from recsys.schema import EVENT_TYPES, ITEM_FIELDS
 
+T = TypeVar("T")
 OnError = Literal["strict", "quarantine"]
 Duplicates = Literal["drop", "keep"]
 Repeats = Literal["sum", "once", "log1p"]
@@ -361,6 +362,8 @@ class BlendConfig:
     neighbours: float = 1.0
     repurchase: float = 1.0
     complementary: float = 0.5
+    # what the visitor does in this visit: neighbours and complements of the session's items.
+    session: float = 2.0
     popular: float = 0.05
     # how many of the user's most recent distinct items seed neighbour and complementary lists.
     recent_items: int = 20
@@ -368,10 +371,55 @@ class BlendConfig:
     recency_half_life_days: float = 30.0
 
     def __post_init__(self) -> None:
-        for name in ("personal", "neighbours", "repurchase", "complementary", "popular"):
+        for name in ("personal", "neighbours", "repurchase", "complementary", "session", "popular"):
             _non_negative(f"blend.{name}", getattr(self, name))
         _positive("blend.recent_items", self.recent_items)
         _positive("blend.recency_half_life_days", self.recency_half_life_days)
+
+
+FALLBACK_SOURCES = (
+    "blend",
+    "segment_popular",
+    "category_popular",
+    "new_item",
+    "trending",
+    "popular",
+)
+DEFAULT_CHAIN = ("blend", "segment_popular", "category_popular", "trending", "popular")
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """Defaults of the in-process recommender; every call can override the filters."""
+
+    # leave out items the user bought, unless the repurchase model says people rebuy them.
+    exclude_purchased: bool = True
+    # leave out items the catalogue marks unavailable (out of stock).
+    available_only: bool = True
+    # at most this many items of one category in a list (0: no cap), for diversity.
+    max_per_category: int = 0
+    # weight of new arrivals (content model) added to a list; 0 turns the boost off.
+    new_item_boost: float = 0.0
+    # user attribute columns whose values define the segments of "popular in your segment".
+    segment_by: tuple[str, ...] = ()
+    # the fallback chain: strategies tried in order until the list has n items.
+    chain: tuple[str, ...] = DEFAULT_CHAIN
+    # the largest n a call may ask for.
+    max_n: int = 500
+
+    def __post_init__(self) -> None:
+        _non_negative("serving.max_per_category", self.max_per_category)
+        _non_negative("serving.new_item_boost", self.new_item_boost)
+        _positive("serving.max_n", self.max_n)
+        for name in self.chain:
+            if name not in FALLBACK_SOURCES:
+                raise ConfigError(
+                    f"serving.chain: unknown strategy {name!r} (expected one of {FALLBACK_SOURCES})"
+                )
+        if "popular" not in self.chain:
+            raise ConfigError(
+                "serving.chain must end with 'popular', the fallback that always answers"
+            )
 
 
 @dataclass(frozen=True)
@@ -425,6 +473,7 @@ class Config:
     matrix: MatrixConfig = field(default_factory=MatrixConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     blend: BlendConfig = field(default_factory=BlendConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     # the file this was loaded from, for messages; not part of the hash.
@@ -477,6 +526,11 @@ def config_from_dict(
     except ConfigError as exc:
         raise ConfigError(f"{where}{exc}") from None
     return dataclasses.replace(config, source=source)
+
+
+def section_from_dict(cls: type[T], data: dict[str, Any], key: str) -> T:
+    """Build one configuration section (e.g. BlendConfig) from plain data, validating it."""
+    return typing.cast(T, _build(cls, data, key, Path(".")))
 
 
 def _positive(key: str, value: float) -> None:

@@ -53,9 +53,10 @@ def test_unknown_item_has_no_neighbours_rather_than_an_error() -> None:
 
 def test_neighbours_of_a_history_sum_weighted_similarities() -> None:
     model = ItemNeighbours(NeighboursConfig(k=5)).fit(DATA)
-    items, scores = model.score_items(np.array([0, 2]), np.array([1.0, 0.5]))
+    items, scores, seeds = model.score_items(np.array([0, 2]), np.array([1.0, 0.5]))
     assert items.tolist() == [1]
     np.testing.assert_allclose(scores, [2 / np.sqrt(6) + 0.5 / np.sqrt(3)], rtol=1e-5)
+    assert seeds.tolist() == [0]  # item 0 contributed most to item 1
     empty = sum_rows(model.similarity_, np.array([], dtype=np.int64), np.array([]))
     assert empty[0].tolist() == []
 

@@ -13,6 +13,7 @@ import scipy.sparse as sp
 
 from recsys.catalogue import Catalogue, UserAttributes, load_catalogue, load_users
 from recsys.config import Config
+from recsys.errors import SchemaError
 from recsys.history import UserHistory
 from recsys.ids import IdMap
 from recsys.ingest import EventLog, load_events
@@ -134,7 +135,41 @@ def fit_data(dataset: Dataset, config: Config) -> FitData:
         )
     now = int(frame["timestamp"].max())
     category_ids = attributes.pop("category_ids", np.asarray([]))
+    segment_users, segment_codes, labels = user_segments(dataset, config)
+    user_segment = np.full(len(dataset.users), -1, dtype=np.int32)
+    if len(labels):
+        where = dataset.users.index(segment_users)
+        user_segment[where[where >= 0]] = segment_codes[where >= 0]
     data = FitData.from_matrix(dataset.matrix, dataset.history, now, **attributes)
-    return FitData(
-        **{**data.__dict__, "timezone": config.timezone, "extra": {"category_ids": category_ids}}
+    extra = {"category_ids": category_ids, "segment_labels": labels}
+    fields = {**data.__dict__, "timezone": config.timezone, "extra": extra}
+    fields.update(user_segment=user_segment, n_segments=len(labels))
+    return FitData(**fields)
+
+
+def user_segments(dataset: Dataset, config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (user ids, segment codes, segment labels) of users with every segment attribute."""
+    names = list(config.serving.segment_by)
+    attrs = dataset.users_attributes
+    if not names or attrs is None:
+        return np.zeros(0), np.zeros(0, dtype=np.int32), np.zeros(0, dtype=object)
+    missing = [n for n in names if n not in attrs.frame.columns]
+    if missing:
+        raise SchemaError(
+            f"serving.segment_by names {missing[0]!r}, which the user attributes file does not "
+            f"have (columns: {list(attrs.frame.columns)})"
+        )
+    frame = attrs.frame[names].dropna()
+    labels = frame.astype("str").apply(
+        lambda row: "|".join(f"{k}={v}" for k, v in zip(names, row, strict=True)), axis=1
     )
+    codes, uniques = pd.factorize(labels, sort=True)
+    ids = frame.index
+    # The attributes file may spell ids differently from the log (7 vs "7"): use the log's type.
+    if dataset.users.dtype == "int64" and not pd.api.types.is_integer_dtype(ids.dtype):
+        numeric = pd.to_numeric(pd.Series(ids), errors="coerce")
+        ok = numeric.notna().to_numpy()
+        ids, codes = pd.Index(numeric[ok].astype("int64")), codes[ok]
+    elif dataset.users.dtype == "str":
+        ids = ids.astype("str")
+    return ids.to_numpy(), codes.astype(np.int32), np.asarray(uniques, dtype=object)

@@ -26,9 +26,10 @@ from recsys.models.copurchase import CoPurchase
 from recsys.models.neighbours import ItemNeighbours
 from recsys.models.popularity import PopularityModel
 from recsys.models.repurchase import RepurchaseModel
+from recsys.models.segments import SegmentPopularity
 from recsys.schema import EventType
 from recsys.split import time_split
-from training.dataset import Dataset, build_dataset, fit_data, subset
+from training.dataset import Dataset, build_dataset, fit_data, subset, user_segments
 from training.lock import RunLock
 from training.steps import Steps
 
@@ -118,6 +119,8 @@ def fit_models(
         models["repurchase"] = RepurchaseModel(cfg.repurchase).fit(data)
     if cfg.content.enabled:
         models["content"] = ContentModel(cfg.content).fit(data)
+    if data.n_segments:
+        models["segments"] = SegmentPopularity(cfg.popularity).fit(data)
     return models
 
 
@@ -330,9 +333,13 @@ def _write(
         categories = data.extra.get("category_ids")
         if categories is not None and len(categories):
             writer.add_table("categories", pa.table({"id": pa.array(list(categories))}))
-        if dataset.users_attributes is not None:
-            frame = dataset.users_attributes.frame.reset_index()
-            writer.add_table("user_attributes", pa.Table.from_pandas(frame, preserve_index=False))
+        segment_users, segment_codes, labels = user_segments(dataset, config)
+        if len(labels):
+            ids = pa.array(
+                segment_users, type=pa.int64() if dataset.users.dtype == "int64" else pa.string()
+            )
+            writer.add_table("user_segments", pa.table({"id": ids, "segment": segment_codes}))
+            writer.add_table("segments", pa.table({"label": pa.array(list(labels), pa.string())}))
         for name, model in models.items():
             writer.add_arrays(name, model.arrays())
         steps.done("write")

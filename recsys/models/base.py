@@ -32,6 +32,9 @@ class FitData:
     item_first_seen: np.ndarray
     now: int
     timezone: str = "UTC"
+    # segment code of each user (-1: none), from the user attributes named in serving.segment_by.
+    user_segment: np.ndarray | None = None
+    n_segments: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

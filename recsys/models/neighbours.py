@@ -51,30 +51,44 @@ class ItemNeighbours(Model):
         hi = min(hi, lo + n)
         return self.similarity_.indices[lo:hi], self.similarity_.data[lo:hi]
 
-    def score_items(self, items: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Return (candidates, scores): neighbours of the weighted items, similarities summed."""
+    def score_items(
+        self, items: np.ndarray, weights: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return (candidates, scores, seeds): neighbours of weighted items, similarities summed."""
         self.check_fitted()
         return sum_rows(self.similarity_, items, weights)
 
 
 def sum_rows(
     matrix: sp.csr_matrix, rows: np.ndarray, weights: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return (columns, sums) of the weighted sum of the given CSR rows, unordered."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (columns, sums, seeds) of the weighted sum of the given CSR rows.
+
+    A column's seed is the row that contributed most to its sum: the item a recommendation
+    is "because of".
+    """
+    empty = (np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32), _NO_SEEDS)
     rows = np.asarray(rows, dtype=np.int64)
     valid = (rows >= 0) & (rows < matrix.shape[0])
     rows, weights = rows[valid], np.asarray(weights, dtype=np.float32)[valid]
     if len(rows) == 0:
-        return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
+        return empty
     starts, ends = matrix.indptr[rows], matrix.indptr[rows + 1]
     lengths = ends - starts
     total = int(lengths.sum())
     if total == 0:
-        return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
+        return empty
     # Positions of every stored entry of the chosen rows, without a loop over rows.
     offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
     cols = matrix.indices[offsets]
     vals = matrix.data[offsets] * np.repeat(weights, lengths)
     uniq, inverse = np.unique(cols, return_inverse=True)
     sums = np.bincount(inverse, weights=vals).astype(np.float32)
-    return uniq.astype(np.int32), sums
+    order = np.lexsort((-vals, inverse))
+    first = order[np.r_[True, inverse[order][1:] != inverse[order][:-1]]]
+    seeds = np.empty(len(uniq), dtype=np.int32)
+    seeds[inverse[first]] = np.repeat(rows, lengths)[first]
+    return uniq.astype(np.int32), sums, seeds
+
+
+_NO_SEEDS = np.zeros(0, dtype=np.int32)

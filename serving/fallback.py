@@ -1,0 +1,140 @@
+"""The fallback chain: named strategies tried in order until a list has n items.
+
+The chain is data (`serving.chain`, default blend -> segment_popular -> category_popular ->
+trending -> popular; `new_item` may be added), then every item by popularity as the last
+resort, so a list is always full when the catalogue allows, whatever the filters took away.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from recsys.blend import SOURCES
+from recsys.models.content import ContentModel
+from recsys.models.popularity import PopularityModel
+from recsys.models.segments import SegmentPopularity
+from serving.filters import Picker
+from serving.model import ServedModel
+
+
+@dataclass(frozen=True)
+class Visit:
+    """What is known about the visitor in this call, as model indices."""
+
+    user: int  # -1: not in the model
+    session: np.ndarray  # item indices of this visit, newest last
+    segment: int  # -1: no segment
+    now: int
+    exclude_bought: bool
+    new_item_share: float
+
+
+def run_chain(model: ServedModel, visit: Visit, picker: Picker, chain: tuple[str, ...]) -> None:
+    """Fill the picker from each strategy of the chain in turn, then from every item."""
+    for name in chain:
+        if picker.full:
+            return
+        _STRATEGIES[name](model, visit, picker)
+    if not picker.full:
+        # The last resort: any item, most popular first (filters still apply).
+        order = model.items_by_rank
+        picker.offer(order, np.zeros(len(order), dtype=np.float32), "popular")
+
+
+def _blend(model: ServedModel, visit: Visit, picker: Picker) -> None:
+    if visit.user < 0 and len(visit.session) == 0:
+        return
+    if visit.new_item_share > 0:
+        _new_items(model, visit, picker, share=visit.new_item_share)
+    wanted = picker.n + len(picker.seen) if picker.keep is None else 3 * picker.n
+    ranked = model.blender.rank(
+        visit.user,
+        visit.now,
+        wanted,
+        session=visit.session,
+        exclude=picker.excluded,
+        keep=picker.keep,
+        exclude_bought=visit.exclude_bought,
+    )
+    names = np.asarray(SOURCES)[ranked.sources]
+    picker.offer(ranked.items, ranked.scores, names, ranked.seeds, filtered=True)
+
+
+def _segment_popular(model: ServedModel, visit: Visit, picker: Picker) -> None:
+    segments = model.models.get("segments")
+    if visit.segment < 0 or not isinstance(segments, SegmentPopularity):
+        return
+    items, scores = segments.top(visit.segment, _ask(picker), exclude=picker.excluded)
+    picker.offer(items, scores, "segment_popular")
+
+
+def _category_popular(model: ServedModel, visit: Visit, picker: Picker) -> None:
+    popularity = model.models["popularity"]
+    assert isinstance(popularity, PopularityModel)
+    for category in _categories_of_interest(model, visit):
+        items, scores = popularity.top_in_category(category, _ask(picker), exclude=picker.excluded)
+        picker.offer(items, scores, "category_popular")
+        if picker.full:
+            return
+
+
+def _new_items(model: ServedModel, visit: Visit, picker: Picker, share: float = 1.0) -> None:
+    content = model.models.get("content")
+    if not isinstance(content, ContentModel):
+        return
+    limit = picker.n if share >= 1.0 else max(round(picker.n * share), 1)
+    target = min(len(picker.items) + limit, picker.n)
+    for category in [*_categories_of_interest(model, visit), None]:
+        if len(picker.items) >= target:
+            return
+        items = content.new_items(category, n=_ask(picker), exclude=picker.excluded)
+        before = picker.n
+        picker.n = target  # offer at most this call's share
+        picker.offer(items, np.ones(len(items), dtype=np.float32), "new_item")
+        picker.n = before
+
+
+def _trending(model: ServedModel, visit: Visit, picker: Picker) -> None:
+    popularity = model.models["popularity"]
+    assert isinstance(popularity, PopularityModel)
+    items, scores = popularity.trending(_ask(picker), exclude=picker.excluded)
+    picker.offer(items, scores, "trending")
+
+
+def _popular(model: ServedModel, visit: Visit, picker: Picker) -> None:
+    popularity = model.models["popularity"]
+    assert isinstance(popularity, PopularityModel)
+    items, scores = popularity.top(_ask(picker), exclude=picker.excluded)
+    picker.offer(items, scores, "popular")
+
+
+def _ask(picker: Picker) -> int:
+    # Filters may reject candidates: ask for more than the gap, bounded.
+    return max(3 * (picker.n - len(picker.items)), 20)
+
+
+def _categories_of_interest(model: ServedModel, visit: Visit) -> list[int]:
+    """Categories of the visit's items (newest first), else of the user's recent history."""
+    items = visit.session[::-1]
+    if len(items) == 0 and visit.user >= 0:
+        history = model.blender.strategies.history
+        items = history.of(visit.user)[0][::-1][:20]
+    categories = model.item_category[items] if len(items) else np.zeros(0, dtype=np.int64)
+    seen: list[int] = []
+    for category in categories.tolist():
+        if category >= 0 and category not in seen:
+            seen.append(category)
+    return seen[:5]
+
+
+_STRATEGIES: dict[str, Callable[[ServedModel, Visit, Picker], None]] = {
+    "blend": _blend,
+    "segment_popular": _segment_popular,
+    "category_popular": _category_popular,
+    "new_item": _new_items,
+    "trending": _trending,
+    "popular": _popular,
+}

@@ -1,0 +1,156 @@
+"""A published model version, verified and loaded into memory; immutable once built."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recsys.blend import Blender, Strategies
+from recsys.config import BlendConfig, ServingConfig, section_from_dict
+from recsys.errors import ModelDirError
+from recsys.history import UserHistory
+from recsys.ids import IdMap
+from recsys.modeldir import current_path, load_arrays, load_table, verify
+from recsys.models.als import ALSModel
+from recsys.models.base import Model
+from recsys.models.content import ContentModel
+from recsys.models.copurchase import CoPurchase
+from recsys.models.neighbours import ItemNeighbours
+from recsys.models.popularity import PopularityModel
+from recsys.models.repurchase import RepurchaseModel
+from recsys.models.segments import SegmentPopularity
+
+log = logging.getLogger(__name__)
+
+_MODEL_CLASSES: dict[str, type[Model]] = {
+    "als": ALSModel,
+    "neighbours": ItemNeighbours,
+    "copurchase": CoPurchase,
+    "popularity": PopularityModel,
+    "repurchase": RepurchaseModel,
+    "content": ContentModel,
+    "segments": SegmentPopularity,
+}
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """Everything one model version needs to answer calls, loaded and checked."""
+
+    version: str
+    path: Path
+    manifest: dict[str, Any]
+    users: IdMap
+    items: IdMap
+    blender: Blender
+    models: dict[str, Model]
+    item_category: np.ndarray
+    category_ids: np.ndarray
+    item_available: np.ndarray
+    # every item, most popular first: the last resort that fills a list when filters bite.
+    items_by_rank: np.ndarray
+    segment_users: IdMap | None
+    segment_codes: np.ndarray
+    segment_labels: list[str]
+    data_end: int
+    created: float
+    serving: ServingConfig
+
+    @classmethod
+    def load(cls, path: str | Path) -> ServedModel:
+        """Load a version folder, or the current version of a model root, after verifying it."""
+        path = Path(path)
+        if not path.exists():
+            raise ModelDirError(f"{path}: no such model directory; run `recsys train` first")
+        version_dir = path if (path / "manifest.json").exists() else current_path(path)
+        started = time.perf_counter()
+        manifest = verify(version_dir)
+        users = IdMap.from_table(load_table(version_dir, "users"), name="user")
+        items = IdMap.from_table(load_table(version_dir, "items"), name="item")
+        history = UserHistory.from_arrays(load_arrays(version_dir, "history"))
+        attributes = load_arrays(version_dir, "item_attributes")
+        models: dict[str, Model] = {}
+        for name, model_cls in _MODEL_CLASSES.items():
+            if f"{name}.npz" in manifest["files"]:
+                models[name] = model_cls().load_arrays(load_arrays(version_dir, name))
+        if "popularity" not in models:
+            raise ModelDirError(f"{version_dir}: has no popularity.npz; run `recsys train` again")
+        blend_config = section_from_dict(
+            BlendConfig, _known(manifest["blend"], BlendConfig), "blend"
+        )
+        serving = section_from_dict(ServingConfig, manifest.get("serving") or {}, "serving")
+        strategies = Strategies(
+            history=history,
+            popularity=models["popularity"],  # type: ignore[arg-type]
+            als=models.get("als"),  # type: ignore[arg-type]
+            neighbours=models.get("neighbours"),  # type: ignore[arg-type]
+            copurchase=models.get("copurchase"),  # type: ignore[arg-type]
+            repurchase=models.get("repurchase"),  # type: ignore[arg-type]
+        )
+        categories = (
+            np.asarray(load_table(version_dir, "categories").column("id").to_pylist(), dtype=object)
+            if "categories.parquet" in manifest["files"]
+            else np.zeros(0, dtype=object)
+        )
+        segment_users, segment_codes, labels = None, np.zeros(0, np.int32), []
+        if "user_segments.parquet" in manifest["files"]:
+            table = load_table(version_dir, "user_segments")
+            segment_users = IdMap.from_table(table.select(["id"]), name="user")
+            segment_codes = table.column("segment").to_numpy().astype(np.int32)
+            labels = load_table(version_dir, "segments").column("label").to_pylist()
+        rank = models["popularity"].rank_  # type: ignore[attr-defined]
+        created = dt.datetime.fromisoformat(manifest["created"].replace("Z", "+00:00"))
+        model = cls(
+            version=version_dir.name,
+            path=version_dir,
+            manifest=manifest,
+            users=users,
+            items=items,
+            blender=Blender(strategies, blend_config),
+            models=models,
+            item_category=attributes["category"].astype(np.int64),
+            category_ids=categories,
+            item_available=attributes["available"].astype(bool),
+            items_by_rank=np.argsort(rank, kind="stable").astype(np.int64),
+            segment_users=segment_users,
+            segment_codes=segment_codes,
+            segment_labels=list(labels),
+            data_end=int(manifest["data_end"]),
+            created=created.timestamp(),
+            serving=serving,
+        )
+        log.info(
+            "loaded model %s (%d users, %d items) in %.2fs",
+            model.version,
+            len(users),
+            len(items),
+            time.perf_counter() - started,
+        )
+        return model
+
+    def now(self) -> int:
+        """The model's clock: the end of its data plus the time since it was trained.
+
+        For a nightly model this is the wall clock; for a model of an old log it stays as far
+        after the log's end as the model is old, so "due again" still means something.
+        """
+        return self.data_end + max(int(time.time() - self.created), 0)
+
+    def category_label(self, code: int) -> Any:
+        """The shop's category id of a category code."""
+        if 0 <= code < len(self.category_ids):
+            return self.category_ids[code]
+        return None
+
+
+def _known(data: dict[str, Any], cls: type) -> dict[str, Any]:
+    """Keep the keys a configuration section knows (the manifest adds informational ones)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in data.items() if k in names}

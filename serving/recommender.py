@@ -1,0 +1,254 @@
+"""The in-process recommender: load a published model, answer every page view, hot-reload."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recsys.ids import IdMap
+from serving.fallback import Visit, run_chain
+from serving.filters import Filters, Picker, keep_mask
+from serving.model import ServedModel
+from serving.reasons import reason
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    """One recommended item: the shop's item id, a score, the strategy it came from, and why."""
+
+    item_id: Any
+    score: float
+    source: str
+    reason: str
+
+
+class RecommendationList(list[Recommendation]):
+    """A list of Recommendation, with what the call knew and ignored."""
+
+    model_version: str = ""
+    user_known: bool = False
+    unknown_session_items: tuple[Any, ...] = ()
+
+    @property
+    def item_ids(self) -> list[Any]:
+        """The recommended item ids, in order."""
+        return [r.item_id for r in self]
+
+
+class Recommender:
+    """Recommends the shop's products from the published model in `root`; thread-safe."""
+
+    def __init__(self, root: Path, model: ServedModel) -> None:
+        self.root = root
+        self._model = model
+        self._reload_lock = threading.Lock()
+
+    @classmethod
+    def load(cls, path: str | Path) -> Recommender:
+        """Load the current published model of a model directory (or one version folder)."""
+        root = Path(path)
+        return cls(root, ServedModel.load(root))
+
+    @property
+    def version(self) -> str:
+        """The version being served."""
+        return self._model.version
+
+    @property
+    def model(self) -> ServedModel:
+        """The loaded model being served."""
+        return self._model
+
+    def reload(self) -> bool:
+        """Switch to the newly published version, if any; return whether it switched.
+
+        The new version is loaded and verified completely before the swap; calls in flight
+        finish on the old one. A corrupt or partial version raises ModelDirError and the old
+        model keeps serving.
+        """
+        with self._reload_lock:
+            fresh = ServedModel.load(self.root)
+            if fresh.version == self._model.version and fresh.path == self._model.path:
+                return False
+            self._model = fresh  # one reference assignment: atomic for concurrent readers
+            log.info("now serving model %s", fresh.version)
+            return True
+
+    def recommend(
+        self,
+        user_id: Any,
+        n: int = 10,
+        *,
+        session_items: Sequence[Any] | None = None,
+        exclude: Iterable[Any] = (),
+        categories: Iterable[Any] | None = None,
+        available_only: bool | None = None,
+        exclude_purchased: bool | None = None,
+        max_per_category: int | None = None,
+        now: int | None = None,
+    ) -> RecommendationList:
+        """Return the top-n items for a visitor (user_id None: anonymous), always n if possible.
+
+        `session_items` are the item ids of this visit, newest last. Unknown users, session
+        items and excluded ids are not errors: they fall back or are reported on the result.
+        """
+        model = self._model  # one model for the whole call, even if reload() swaps meanwhile
+        cfg = model.serving
+        n = _check_n(n, cfg.max_n)
+        filters = Filters(
+            exclude=tuple(exclude),
+            categories=tuple(categories) if categories is not None else None,
+            available_only=available_only,
+            exclude_purchased=exclude_purchased,
+            max_per_category=max_per_category,
+        ).resolved(cfg)
+        user = -1 if user_id is None else model.users.index_of(_check_id(user_id, model.users))
+        session_ids = list(session_items or ())
+        for item in session_ids:
+            _check_id(item, model.items)
+        session = model.items.index(session_ids) if session_ids else np.zeros(0, np.int32)
+        unknown = tuple(i for i, idx in zip(session_ids, session, strict=True) if idx < 0)
+        session = session[session >= 0].astype(np.int64)
+        segment = -1
+        if user_id is not None and model.segment_users is not None:
+            where = model.segment_users.index_of(user_id)
+            segment = int(model.segment_codes[where]) if where >= 0 else -1
+        excluded = model.items.index(list(filters.exclude)) if filters.exclude else np.zeros(0)
+        picker = Picker(
+            n,
+            [int(i) for i in excluded if i >= 0],
+            keep_mask(
+                model.item_available,
+                model.item_category,
+                _category_codes(model, filters.categories),
+                bool(filters.available_only),
+            ),
+            model.item_category,
+            int(filters.max_per_category or 0),
+        )
+        visit = Visit(
+            user=user,
+            session=session,
+            segment=segment,
+            now=model.now() if now is None else int(now),
+            exclude_bought=bool(filters.exclude_purchased),
+            new_item_share=cfg.new_item_boost,
+        )
+        run_chain(model, visit, picker, cfg.chain)
+        result = self._explain(model, visit, picker)
+        result.user_known = user >= 0
+        result.unknown_session_items = unknown
+        return result
+
+    def similar_items(self, item_id: Any, n: int = 10) -> RecommendationList:
+        """'People who viewed this also viewed': neighbours, then same-category/brand items."""
+        model = self._model
+        n = _check_n(n, model.serving.max_n)
+        item = model.items.index_of(_check_id(item_id, model.items))
+        picker = Picker(n, [item] if item >= 0 else [], None, model.item_category, 0)
+        neighbours = model.models.get("neighbours")
+        if item >= 0 and neighbours is not None:
+            items, scores = neighbours.similar(item, n)  # type: ignore[attr-defined]
+            picker.offer(items, scores, "similar", np.full(len(items), item))
+        content = model.models.get("content")
+        if item >= 0 and content is not None and not picker.full:
+            # New items have no co-occurrence yet: their catalogue neighbours stand in.
+            items, scores = content.similar(item, n + 1)  # type: ignore[attr-defined]
+            picker.offer(items, scores, "content", np.full(len(items), item))
+        return self._explain(model, None, picker)
+
+    def complementary_items(self, item_id: Any, n: int = 10) -> RecommendationList:
+        """'Frequently bought together': the item's complements (may be fewer than n)."""
+        model = self._model
+        n = _check_n(n, model.serving.max_n)
+        item = model.items.index_of(_check_id(item_id, model.items))
+        picker = Picker(n, [item] if item >= 0 else [], None, model.item_category, 0)
+        copurchase = model.models.get("copurchase")
+        if item >= 0 and copurchase is not None:
+            items, scores = copurchase.complements(item, n)  # type: ignore[attr-defined]
+            picker.offer(items, scores, "complements", np.full(len(items), item))
+        return self._explain(model, None, picker)
+
+    def _explain(
+        self, model: ServedModel, visit: Visit | None, picker: Picker
+    ) -> RecommendationList:
+        result = RecommendationList()
+        result.model_version = model.version
+        if not picker.items:
+            return result
+        items = np.asarray(picker.items, dtype=np.int64)
+        ids = model.items.lookup(items).tolist()
+        seeds = np.asarray(picker.seeds, dtype=np.int64)
+        seed_ids = model.items.lookup(np.where(seeds >= 0, seeds, 0)).tolist()
+        due: dict[int, tuple[float, float]] = {}
+        if visit is not None and "repurchase" in picker.sources:
+            repurchase = model.models["repurchase"]
+            found = repurchase.due(visit.user, visit.now)  # type: ignore[attr-defined]
+            due = {
+                int(i): (float(c), float(d))
+                for i, c, d in zip(found.items, found.cycle_days, found.days_since, strict=True)
+            }
+        for position, item in enumerate(picker.items):
+            source = picker.sources[position]
+            seed = seed_ids[position] if seeds[position] >= 0 else None
+            facts: dict[str, Any] = {}
+            if source == "repurchase" and item in due:
+                facts = {"cycle_days": due[item][0], "days_since": due[item][1]}
+            elif source in ("category_popular", "new_item"):
+                facts = {"category": model.category_label(int(model.item_category[item]))}
+            elif source == "segment_popular" and visit is not None:
+                facts = {"segment": model.segment_labels[visit.segment]}
+            result.append(
+                Recommendation(
+                    item_id=ids[position],
+                    score=round(picker.scores[position], 6),
+                    source=source,
+                    reason=reason(source, seed, **facts),
+                )
+            )
+        return result
+
+
+def _check_n(n: Any, max_n: int) -> int:
+    if isinstance(n, bool) or not isinstance(n, int | np.integer):
+        raise ValueError(f"n must be a whole number (got {type(n).__name__} {n!r})")
+    if not 1 <= n <= max_n:
+        raise ValueError(
+            f"n must be between 1 and {max_n} (got {n}); set serving.max_n to allow more"
+        )
+    return int(n)
+
+
+def _check_id(value: Any, ids: IdMap) -> Any:
+    """Refuse ids of the wrong type: an int model never matches '17850', and that is a bug."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"{ids.name} id must be a {_kind(ids)}, not {value!r}")
+    if ids.dtype == "int64":
+        if isinstance(value, int | np.integer):
+            return int(value)
+        raise ValueError(
+            f"{ids.name} ids of this model are whole numbers; got {type(value).__name__} {value!r}"
+        )
+    if isinstance(value, str):
+        return value
+    raise ValueError(f"{ids.name} ids of this model are text; got {type(value).__name__} {value!r}")
+
+
+def _kind(ids: IdMap) -> str:
+    return "whole number" if ids.dtype == "int64" else "text id"
+
+
+def _category_codes(model: ServedModel, categories: tuple[Any, ...] | None) -> np.ndarray | None:
+    if categories is None:
+        return None
+    wanted = set(categories)
+    codes = [code for code, cid in enumerate(model.category_ids.tolist()) if cid in wanted]
+    return np.asarray(codes, dtype=np.int64)
