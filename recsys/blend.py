@@ -36,6 +36,8 @@ _DAY = 86_400.0
 # Purchases and carts seed complementary items ("bought X -> needs Y").
 _COMPLEMENT_SEEDS = np.array([EventType.PURCHASE, EventType.CART], dtype=np.int8)
 _NO_SEED = np.zeros(0, dtype=np.int32)
+# When two strategies give an item the same share, the more specific reason wins.
+_PRIORITY = np.array([4, 3, 0, 1, 2, 5], dtype=np.int8)  # indexed by source
 
 
 @dataclass
@@ -236,7 +238,7 @@ def _aggregate(
     uniq, inverse = np.unique(items, return_inverse=True)
     total = np.bincount(inverse, weights=scores)
     # The item's source is the strategy that contributed the largest share of its score.
-    order = np.lexsort((-scores, inverse))
+    order = np.lexsort((_PRIORITY[sources], -scores, inverse))
     first = order[np.r_[True, inverse[order][1:] != inverse[order][:-1]]]
     best_source = np.empty(len(uniq), dtype=np.int8)
     best_seed = np.empty(len(uniq), dtype=np.int32)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from recsys.ids import IdMap
+from recsys.schema import EventType
 from serving.fallback import Visit, run_chain
 from serving.filters import Filters, Picker, keep_mask
 from serving.model import ServedModel
@@ -122,9 +123,12 @@ class Recommender:
             where = model.segment_users.index_of(user_id)
             segment = int(model.segment_codes[where]) if where >= 0 else -1
         excluded = model.items.index(list(filters.exclude)) if filters.exclude else np.zeros(0)
+        excluded = excluded[excluded >= 0]
+        if filters.exclude_purchased and user >= 0:
+            excluded = np.concatenate([excluded, _not_rebought(model, user)])
         picker = Picker(
             n,
-            [int(i) for i in excluded if i >= 0],
+            excluded.astype(np.int64).tolist(),
             keep_mask(
                 model.item_available,
                 model.item_category,
@@ -215,6 +219,17 @@ class Recommender:
                 )
             )
         return result
+
+
+def _not_rebought(model: ServedModel, user: int) -> np.ndarray:
+    """Items the user bought that should not come back: those nobody rebuys."""
+    repurchase = model.models.get("repurchase")
+    if repurchase is not None:
+        bought, _, _ = repurchase.purchases(user)  # type: ignore[attr-defined]
+        return bought[~repurchase.rebuyable_[bought]]  # type: ignore[attr-defined]
+    # Without a repurchase model nothing is known to be rebought: leave out every purchase.
+    items, events, _ = model.blender.strategies.history.of(user)
+    return np.unique(items[events == EventType.PURCHASE])
 
 
 def _check_n(n: Any, max_n: int) -> int:

@@ -65,7 +65,7 @@ def build_dataset(
     catalogue = load_catalogue(config, events.frame, rejects_dir=rejects_dir)
     users_attributes = load_users(config, rejects_dir=rejects_dir)
     steps.done("load catalogue")
-    indexed = _index(events.frame, config, steps)
+    indexed = _index(events.frame, config, steps, catalogue)
     return Dataset(events=events, catalogue=catalogue, users_attributes=users_attributes, **indexed)
 
 
@@ -73,7 +73,7 @@ def subset(dataset: Dataset, frame: pd.DataFrame, config: Config) -> Dataset:
     """Return the dataset re-indexed on a subset of its events (e.g. a training split)."""
     steps = Steps()
     events = EventLog(frame=frame, report=dataset.events.report, timezone=config.timezone)
-    indexed = _index(frame, config, steps)
+    indexed = _index(frame, config, steps, dataset.catalogue)
     return Dataset(
         events=events,
         catalogue=dataset.catalogue,
@@ -82,9 +82,16 @@ def subset(dataset: Dataset, frame: pd.DataFrame, config: Config) -> Dataset:
     )
 
 
-def _index(frame: pd.DataFrame, config: Config, steps: Steps) -> dict[str, Any]:
+def _index(
+    frame: pd.DataFrame, config: Config, steps: Steps, catalogue: Catalogue | None
+) -> dict[str, Any]:
     users = IdMap.from_values(frame["user"], name="user")
-    items = IdMap.from_values(frame["item"], name="item")
+    item_ids = frame["item"]
+    if catalogue is not None and len(catalogue.frame):
+        # Catalogue items nobody has touched yet are items too: new arrivals must be servable.
+        listed = _same_type(catalogue.frame.index, frame["item"])
+        item_ids = pd.concat([item_ids, pd.Series(listed)], ignore_index=True)
+    items = IdMap.from_values(item_ids, name="item")
     steps.done("id maps")
     matrix, summary = confidence_matrix(frame, users, items, config.matrix, config.timezone)
     steps.done("matrix")
@@ -111,7 +118,7 @@ def fit_data(dataset: Dataset, config: Config) -> FitData:
     attributes: dict[str, object] = {"item_first_seen": first_seen}
     catalogue = dataset.catalogue.frame if dataset.catalogue is not None else None
     if catalogue is not None:
-        aligned = catalogue.reindex(pd.Index(dataset.items.ids))
+        aligned = _ids_like(catalogue, dataset.items.dtype).reindex(pd.Index(dataset.items.ids))
         if "category" in aligned:
             codes, uniques = pd.factorize(aligned["category"], use_na_sentinel=True)
             attributes["item_category"] = codes.astype(np.int32)
@@ -145,6 +152,30 @@ def fit_data(dataset: Dataset, config: Config) -> FitData:
     fields = {**data.__dict__, "timezone": config.timezone, "extra": extra}
     fields.update(user_segment=user_segment, n_segments=len(labels))
     return FitData(**fields)
+
+
+def _ids_like(catalogue: pd.DataFrame, dtype: str) -> pd.DataFrame:
+    """The catalogue indexed by ids of the log's type (int64 or str)."""
+    index = catalogue.index
+    if dtype == "int64" and not pd.api.types.is_integer_dtype(index.dtype):
+        numeric = pd.to_numeric(pd.Series(index), errors="coerce")
+        ok = numeric.notna().to_numpy()
+        out = catalogue.loc[ok].copy()
+        out.index = pd.Index(numeric[ok].astype("int64"))
+        return out
+    if dtype == "str" and pd.api.types.is_integer_dtype(index.dtype):
+        out = catalogue.copy()
+        out.index = index.astype("str")
+        return out
+    return catalogue
+
+
+def _same_type(ids: pd.Index, like: pd.Series) -> np.ndarray:
+    """Catalogue ids in the log's id type (ids that cannot be converted are dropped)."""
+    if pd.api.types.is_integer_dtype(like.dtype):
+        numeric = pd.to_numeric(pd.Series(ids), errors="coerce").dropna()
+        return numeric.astype("int64").to_numpy()
+    return np.asarray(ids.astype("str"), dtype=object)
 
 
 def user_segments(dataset: Dataset, config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

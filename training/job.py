@@ -361,7 +361,12 @@ def _write(
             },
             "data_end": data.now,
             "timezone": config.timezone,
-            "models": {name: dataclasses.asdict(getattr(config.models, name)) for name in models},
+            "models": {
+                # segment popularity shares the popularity settings
+                name: dataclasses.asdict(getattr(config.models, name, config.models.popularity))
+                for name in models
+            },
+            "serving": dataclasses.asdict(config.serving),
             "blend": dataclasses.asdict(config.blend) | {"sources": list(SOURCES)},
             "metrics": dataclasses.asdict(evaluation) if evaluation else None,
             "gate": dataclasses.asdict(gate),
