@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from recsys.config import load_config
 from recsys.errors import GateRefusedError, LockedError, RecsysError
@@ -76,6 +77,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(run=_train)
 
+    rec = sub.add_parser(
+        "recommend", help="print recommendations from the published model (serving's answers)"
+    )
+    rec.add_argument("--models", required=True, type=Path, help="the model directory")
+    rec.add_argument("--user", help="a user id (leave out for an anonymous visitor)")
+    rec.add_argument("--session", help="comma-separated item ids viewed in this visit, newest last")
+    rec.add_argument("--item", help="a product page: print similar and complementary items")
+    rec.add_argument("--n", type=int, default=10)
+    rec.set_defaults(run=_recommend)
+
     synth = sub.add_parser(
         "synth", help="write the seeded shop-scale synthetic log (RetailRocket format)"
     )
@@ -111,6 +122,42 @@ def _train(args: argparse.Namespace) -> int:
     print(f"timings: {steps}")
     print(f"published version {result.version}: {result.path}")
     return EXIT_OK
+
+
+def _recommend(args: argparse.Namespace) -> int:
+    from serving import Recommender
+
+    rec = Recommender.load(args.models)
+    model = rec.model
+
+    def parse(value: str, ids_are_ints: bool) -> object:
+        return int(value) if ids_are_ints and value.lstrip("-").isdigit() else value
+
+    ints_users = model.users.dtype == "int64"
+    ints_items = model.items.dtype == "int64"
+    if args.item is not None:
+        item = parse(args.item, ints_items)
+        _print_list(f"similar to item {item}", rec.similar_items(item, args.n))
+        _print_list(f"bought with item {item}", rec.complementary_items(item, args.n))
+        return EXIT_OK
+    user = None if args.user is None else parse(args.user, ints_users)
+    session = [parse(s, ints_items) for s in args.session.split(",")] if args.session else None
+    result = rec.recommend(user, args.n, session_items=session)
+    who = "anonymous visitor" if user is None else f"user {user}"
+    if session:
+        who += f" with session {session}"
+    _print_list(f"for {who} (model {result.model_version})", result)
+    if result.unknown_session_items:
+        print(f"  ignored unknown session items: {list(result.unknown_session_items)}")
+    return EXIT_OK
+
+
+def _print_list(title: str, items: Sequence[Any]) -> None:
+    print(title + ":")
+    if not items:
+        print("  (nothing)")
+    for rank, r in enumerate(items, start=1):
+        print(f"  {rank:>2}. {r.item_id!s:<12} {r.score:>9.4f}  {r.source:<16} {r.reason}")
 
 
 def _synth(args: argparse.Namespace) -> int:
