@@ -94,9 +94,8 @@ class ALSModel(Model):
         factors = self.item_factors_.shape[1]
         if len(items) == 0:
             return np.zeros(factors, dtype=np.float32)
-        y = self.item_factors_.astype(np.float64)
         confidence = self.config.alpha * values
-        yi = y[items]
+        yi = self.item_factors_[items].astype(np.float64)
         a = self._gram() + (yi.T * (confidence - 1.0)) @ yi
         b = confidence @ yi
         return np.linalg.solve(a, b).astype(np.float32)
