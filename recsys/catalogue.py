@@ -108,7 +108,9 @@ def _load_wide(src: ItemsSource, timezone: str, rejects_dir: Path) -> Catalogue:
         elif name == "available":
             frame[name] = _to_bool(values)
         elif name == "created":
-            seconds, bad = parse_times(values, src.timestamp_unit, timezone, column=column)
+            # Creation dates are usually written as dates even when property times are epochs.
+            unit = src.timestamp_unit if pd.api.types.is_numeric_dtype(values.dtype) else "datetime"
+            seconds, bad = parse_times(values, unit, timezone, column=column)
             frame[name] = pd.array(np.where(bad, 0, seconds), dtype="Int64")
             # An unreadable creation time is unknown, not a reason to drop the item.
             frame.loc[bad, name] = pd.NA
@@ -257,7 +259,10 @@ def _finish(
     rejects_dir: Path,
 ) -> Catalogue:
     # A repeated item row: the last one is the current description of the item.
-    dup = frame["item"].duplicated(keep="last").to_numpy() & (reasons == "")
+    # Among valid rows only: a bad last row must not hide the item's good one.
+    valid = reasons == ""
+    dup = np.zeros(len(frame), dtype=bool)
+    dup[valid] = frame.loc[valid, "item"].duplicated(keep="last").to_numpy()
     reasons = np.where(dup, "duplicate", reasons)
     kept = frame.loc[reasons == ""].set_index("item").sort_index()
     report.rejected = _counts(reasons)

@@ -418,7 +418,7 @@ class ServingConfig:
                 )
         if "popular" not in self.chain:
             raise ConfigError(
-                "serving.chain must end with 'popular', the fallback that always answers"
+                "serving.chain must include 'popular', the fallback that always answers"
             )
 
 

@@ -49,3 +49,7 @@ class LockedError(RecsysError, RuntimeError):
 
 class GateRefusedError(RecsysError, RuntimeError):
     """The evaluation gate refused to publish a model worse than the one in use."""
+
+
+class NotEnoughHistoryError(RecsysError, ValueError):
+    """A time split leaves nothing to train on or nothing to evaluate."""

@@ -142,6 +142,12 @@ def load_events(
         labels = np.asarray(REASON_CODES)[reasons[bad] - 1]
         written = write_rejects(raw, bad, labels, src.path, target / "events.rejects.csv")
         report.rejects_path = str(written)
+    if report.accepted == 0:
+        reasons_text = ", ".join(f"{k} {v:,}" for k, v in counts.items())
+        raise EventsSchemaError(
+            f"{_names(src.path)}: no row was accepted ({report.rows_read:,} rows: {reasons_text}); "
+            f"see {report.rejects_path} and check the column names and event types in the config"
+        )
     report.seconds = round(time.perf_counter() - started, 3)
     report.check()
     log.info(
@@ -233,7 +239,8 @@ def _map_and_validate(
         quantity = np.where(np.isnan(quantity) & ~masks["bad_quantity"], 1.0, quantity)
     else:
         quantity, masks["bad_quantity"] = np.ones(n), np.zeros(n, dtype=bool)
-    masks["negative_quantity"] = (quantity < 0) & ~is_return
+    # Returns carry negative quantities in many logs, whether a rule or the event column says so.
+    masks["negative_quantity"] = (quantity < 0) & ~is_return & (event != EventType.RETURN)
     quantity = np.abs(quantity)
 
     if cols.price and cols.price in raw:
@@ -326,7 +333,7 @@ def _event_codes(raw: pd.DataFrame, src: EventsSource) -> tuple[np.ndarray, np.n
     mapping = src.event_types or {name: name for name in EVENT_TYPES}
     # Factorize first: a log has millions of rows but a handful of distinct event values.
     codes, uniques = pd.factorize(raw[column], use_na_sentinel=True)
-    names = [str(u).strip() for u in uniques]
+    names = [_event_name(u) for u in uniques]
     lookup = np.array(
         [EVENT_TYPES.index(mapping[u]) if u in mapping else -1 for u in names] + [-1],
         dtype=np.int8,
@@ -335,6 +342,13 @@ def _event_codes(raw: pd.DataFrame, src: EventsSource) -> tuple[np.ndarray, np.n
     unknown = event < 0
     event[unknown] = 0
     return event, unknown
+
+
+def _event_name(value: Any) -> str:
+    # Integer codes read through a nullable column arrive as floats: 1.0 means "1".
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
 
 
 def _return_mask(raw: pd.DataFrame, rules: tuple[ReturnRule, ...]) -> np.ndarray:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from recsys.errors import NotEnoughHistoryError
+
 _DAY = 86_400
 
 
@@ -23,10 +25,14 @@ def time_split(events: pd.DataFrame, holdout_days: float) -> TimeSplit:
     if holdout_days <= 0:
         raise ValueError(f"holdout_days must be > 0 (got {holdout_days})")
     if len(events) == 0:
-        raise ValueError("cannot split an empty event log")
+        raise NotEnoughHistoryError("cannot split an empty event log")
     newest = int(events["timestamp"].max())
     cut = newest - int(holdout_days * _DAY)
     before = events["timestamp"].to_numpy() < cut
+    if not before.any():
+        raise NotEnoughHistoryError(
+            f"every event falls in the last {holdout_days:g} days: nothing to train on before them"
+        )
     return TimeSplit(
         train=events.loc[before].reset_index(drop=True),
         test=events.loc[~before].reset_index(drop=True),

@@ -155,10 +155,13 @@ def normalize_ids(values: pd.Series) -> pd.Series:
     if pd.api.types.is_bool_dtype(values.dtype):
         return values.astype("str")
     if pd.api.types.is_integer_dtype(values.dtype):
-        return values.astype("Int64")
+        if _fits_int64(values):
+            return values.astype("Int64")
+        return _as_text(values.astype("str").where(values.notna()))
     if pd.api.types.is_float_dtype(values.dtype):
         finite = values.dropna()
-        if len(finite) == 0 or bool(np.all(np.mod(finite.to_numpy(), 1) == 0)):
+        whole = len(finite) == 0 or bool(np.all(np.mod(finite.to_numpy(), 1) == 0))
+        if whole and _fits_int64(finite):
             return values.astype("Int64")
         return _as_text(values.astype("str").where(values.notna()))
     text = _as_text(values)
@@ -166,6 +169,12 @@ def normalize_ids(values: pd.Series) -> pd.Series:
     if len(arr) and pc.all(pc.match_substring_regex(arr, _INT_TEXT)).as_py():
         return text.str.replace(r"\.0*$", "", regex=True).astype("Int64")
     return text
+
+
+def _fits_int64(values: pd.Series) -> bool:
+    # Unsigned 64-bit ids and huge floats do not fit: they stay text rather than crash.
+    finite = values.dropna()
+    return len(finite) == 0 or (float(finite.max()) < 2**63 and float(finite.min()) >= -(2**63))
 
 
 def _as_text(values: pd.Series) -> pd.Series:

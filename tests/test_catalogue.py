@@ -143,3 +143,13 @@ def test_user_attributes_can_be_limited_to_named_columns(tmp_path: Path) -> None
     users = load_users(make_config(tmp_path, CLICKS, users=source))
     assert users is not None
     assert list(users.frame.columns) == ["region"]
+
+
+def test_a_bad_later_row_does_not_hide_an_items_good_row(tmp_path: Path) -> None:
+    write_csv(tmp_path / "events.csv", "user,item,ts,event\n1,10,1700000000,view")
+    write_csv(tmp_path / "items.csv", "sku,price\n11,7.0\n11,-1")
+    items = {"path": "items.csv", "columns": {"item": "sku", "price": "price"}}
+    catalogue = load_catalogue(make_config(tmp_path, CLICKS, items=items))
+    assert catalogue is not None
+    assert catalogue.frame["price"].to_dict() == {11: 7.0}
+    assert catalogue.report.rejected == {"negative_price": 1}

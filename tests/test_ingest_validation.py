@@ -340,3 +340,45 @@ def test_only_rows_equal_in_every_column_count_as_duplicates(tmp_path: Path) -> 
     )
     log = load_events(make_config(tmp_path, _purchases(tmp_path, rows)))
     assert (log.report.accepted, log.report.rejected) == (4, {"duplicate": 1})
+
+
+def test_a_log_with_no_acceptable_row_is_a_clear_error(tmp_path: Path) -> None:
+    _log(tmp_path, f",10,{T0},view\n,11,{T0},view")
+    with pytest.raises(EventsSchemaError) as err:
+        load_events(make_config(tmp_path, CLICKS))
+    assert str(err.value).startswith(
+        "events.csv: no row was accepted (2 rows: missing_user 2); see "
+    )
+
+
+def test_returns_named_by_the_event_column_may_carry_negative_quantities(tmp_path: Path) -> None:
+    write_csv(
+        tmp_path / "events.csv", f"user,item,ts,event,qty\n1,10,{T0},buy,2\n1,10,{T0 + 9},refund,-2"
+    )
+    events = dict(
+        CLICKS,
+        event_types={"buy": "purchase", "refund": "return"},
+        columns=dict(CLICKS["columns"], quantity="qty"),  # type: ignore[arg-type]
+    )
+    log = load_events(make_config(tmp_path, events))
+    assert log.report.rejected == {}
+    assert log.frame["event"].tolist() == [EventType.PURCHASE, EventType.RETURN]
+    assert log.frame["quantity"].tolist() == [2.0, 2.0]
+
+
+def test_integer_event_codes_read_as_floats_still_map(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"user": [1, 2], "item": [5, 6], "ts": [T0, T0], "event": [1.0, 2.0]})
+    frame.to_parquet(tmp_path / "events.parquet")
+    events = dict(CLICKS, path="events.parquet", event_types={"1": "view", "2": "purchase"})
+    log = load_events(make_config(tmp_path, events))
+    assert log.frame["event"].tolist() == [EventType.VIEW, EventType.PURCHASE]
+
+
+def test_ids_too_large_for_int64_stay_text_instead_of_failing(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {"user": np.array([2**64 - 1, 7], dtype=np.uint64), "item": [5, 6], "ts": [T0, T0]}
+    )
+    frame["event"] = "view"
+    frame.to_parquet(tmp_path / "events.parquet")
+    log = load_events(make_config(tmp_path, dict(CLICKS, path="events.parquet")))
+    assert log.frame["user"].tolist() == [str(2**64 - 1), "7"]

@@ -68,3 +68,10 @@ def test_time_split_never_leaks_test_period_events_into_training() -> None:
     assert split.train["x"].tolist() == [0, 1]
     assert split.test["x"].tolist() == [2, 3]
     assert split.train["timestamp"].max() < split.cut <= split.test["timestamp"].min()
+
+
+def test_several_items_unknown_to_the_model_each_count_as_relevant() -> None:
+    # One known item ranked first, three new items the model could not know (codes -1..-3).
+    per_user = ranking_metrics(np.array([[4, 1]]), [np.array([4, -1, -2, -3])], n_items=5, k=2)
+    assert per_user["recall"][0] == pytest.approx(1 / 4)
+    assert per_user["ndcg"][0] == pytest.approx(1 / (1 + 1 / math.log2(3)))

@@ -251,3 +251,22 @@ rejects = "rejects"
     with RunLock(tmp_path / "models"):
         assert main(["-q", "train", "--config", str(toml)]) == EXIT_LOCKED
     assert main(["-q", "train", "--config", str(toml), "--force"]) == EXIT_OK
+
+
+def test_without_a_refit_the_evaluated_models_are_published_with_their_own_id_maps(
+    tmp_path: Path,
+) -> None:
+    from serving import Recommender
+
+    train(_config(tmp_path, training={"retrain_on_all": False}))
+    rec = Recommender.load(tmp_path / "models")
+    model = rec.model
+    assert model.models["als"].user_factors_.shape[0] == len(model.users)  # type: ignore[attr-defined]
+    assert model.models["popularity"].rank_.shape[0] == len(model.items)  # type: ignore[attr-defined]
+    assert len(rec.recommend(int(model.users.ids[0]), n=5)) == 5
+
+
+def test_a_log_shorter_than_the_holdout_is_published_without_a_gate(tmp_path: Path) -> None:
+    result = train(_config(tmp_path, training={"holdout_days": 365}))
+    assert result.published and result.evaluation is None
+    assert result.gate is not None and "gate skipped" in result.gate.message

@@ -11,7 +11,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recsys.catalogue import Catalogue, UserAttributes, load_catalogue, load_users
+from recsys.catalogue import (
+    Catalogue,
+    UserAttributes,
+    catalogue_from_events,
+    load_catalogue,
+    load_users,
+)
 from recsys.config import Config
 from recsys.errors import SchemaError
 from recsys.history import UserHistory
@@ -73,10 +79,20 @@ def subset(dataset: Dataset, frame: pd.DataFrame, config: Config) -> Dataset:
     """Return the dataset re-indexed on a subset of its events (e.g. a training split)."""
     steps = Steps()
     events = EventLog(frame=frame, report=dataset.events.report, timezone=config.timezone)
-    indexed = _index(frame, config, steps, dataset.catalogue)
+    catalogue = dataset.catalogue
+    if catalogue is not None and config.items is None:
+        # A catalogue derived from events must come from this subset's events only, or a
+        # training split would learn of items that first appear in its holdout.
+        catalogue = catalogue_from_events(frame) if "category" in frame else None
+    elif catalogue is not None and "created" in catalogue.frame and len(frame):
+        # Items created after the subset's last event did not exist yet.
+        created = catalogue.frame["created"]
+        early = created.isna() | (created <= int(frame["timestamp"].max()))
+        catalogue = Catalogue(frame=catalogue.frame.loc[early.to_numpy()], report=catalogue.report)
+    indexed = _index(frame, config, steps, catalogue)
     return Dataset(
         events=events,
-        catalogue=dataset.catalogue,
+        catalogue=catalogue,
         users_attributes=dataset.users_attributes,
         **indexed,
     )
@@ -116,6 +132,7 @@ def fit_data(dataset: Dataset, config: Config) -> FitData:
     first_seen = np.full(n_items, np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(first_seen, item_idx, frame["timestamp"].to_numpy())
     attributes: dict[str, object] = {"item_first_seen": first_seen}
+    unseen = first_seen == np.iinfo(np.int64).max
     catalogue = dataset.catalogue.frame if dataset.catalogue is not None else None
     if catalogue is not None:
         aligned = _ids_like(catalogue, dataset.items.dtype).reindex(pd.Index(dataset.items.ids))
@@ -134,6 +151,9 @@ def fit_data(dataset: Dataset, config: Config) -> FitData:
             created = aligned["created"].to_numpy(dtype=np.float64, na_value=np.nan)
             known = ~np.isnan(created)
             first_seen[known] = np.minimum(first_seen[known], created[known].astype(np.int64))
+            unseen &= ~known
+    # Neither an event nor a creation time: unknown (-1), never a "new arrival".
+    first_seen[unseen] = -1
     if "item_price" not in attributes and frame["price"].notna().any():
         # A purchase log carries prices on its lines: an item's median price describes it.
         prices = frame.loc[frame["price"] > 0].groupby("item")["price"].median()
@@ -158,7 +178,7 @@ def _ids_like(catalogue: pd.DataFrame, dtype: str) -> pd.DataFrame:
     """The catalogue indexed by ids of the log's type (int64 or str)."""
     index = catalogue.index
     if dtype == "int64" and not pd.api.types.is_integer_dtype(index.dtype):
-        numeric = pd.to_numeric(pd.Series(index), errors="coerce")
+        numeric = _as_int_ids(pd.Series(index))
         ok = numeric.notna().to_numpy()
         out = catalogue.loc[ok].copy()
         out.index = pd.Index(numeric[ok].astype("int64"))
@@ -171,11 +191,22 @@ def _ids_like(catalogue: pd.DataFrame, dtype: str) -> pd.DataFrame:
 
 
 def _same_type(ids: pd.Index, like: pd.Series) -> np.ndarray:
-    """Catalogue ids in the log's id type (ids that cannot be converted are dropped)."""
+    """Catalogue ids in the log's id type; ids that no log id could equal are dropped."""
     if pd.api.types.is_integer_dtype(like.dtype):
-        numeric = pd.to_numeric(pd.Series(ids), errors="coerce").dropna()
-        return numeric.astype("int64").to_numpy()
+        return _as_int_ids(pd.Series(ids)).dropna().astype("int64").to_numpy()
     return np.asarray(ids.astype("str"), dtype=object)
+
+
+def _as_int_ids(ids: pd.Series) -> pd.Series:
+    """Whole-number ids as Int64; text that is not a plainly written whole number becomes NA.
+
+    '007' stays apart from 7: the log's integer ids can only have been written as '7'.
+    """
+    if pd.api.types.is_integer_dtype(ids.dtype):
+        return ids.astype("Int64")
+    text = ids.astype("str")
+    plain = text.str.fullmatch(r"-?(0|[1-9][0-9]{0,17})")
+    return pd.to_numeric(text.where(plain), errors="coerce").astype("Int64")
 
 
 def user_segments(dataset: Dataset, config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -198,7 +229,7 @@ def user_segments(dataset: Dataset, config: Config) -> tuple[np.ndarray, np.ndar
     ids = frame.index
     # The attributes file may spell ids differently from the log (7 vs "7"): use the log's type.
     if dataset.users.dtype == "int64" and not pd.api.types.is_integer_dtype(ids.dtype):
-        numeric = pd.to_numeric(pd.Series(ids), errors="coerce")
+        numeric = _as_int_ids(pd.Series(ids))
         ok = numeric.notna().to_numpy()
         ids, codes = pd.Index(numeric[ok].astype("int64")), codes[ok]
     elif dataset.users.dtype == "str":

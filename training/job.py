@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from recsys import __version__
 from recsys.blend import SOURCES, Blender, Strategies
 from recsys.config import Config
-from recsys.errors import GateRefusedError
+from recsys.errors import GateRefusedError, NotEnoughHistoryError
 from recsys.metrics import mean_metrics, ranking_metrics
 from recsys.modeldir import VersionWriter, clean_stale, current_path, prune, publish, read_manifest
 from recsys.models.als import ALSModel
@@ -83,6 +84,8 @@ class GateDecision:
     baseline: float
     previous: float | None
     message: str
+    target: str | None = None
+    holdout_days: float | None = None
 
 
 @dataclass
@@ -139,7 +142,7 @@ def blender(models: dict[str, Model], data: FitData, config: Config) -> Blender:
 
 def evaluate_holdout(
     dataset: Dataset, config: Config, steps: Steps
-) -> tuple[Evaluation, dict[str, Model], Dataset]:
+) -> tuple[Evaluation, dict[str, Model], Dataset, FitData]:
     """Fit on all but the last holdout_days, evaluate the blend and popularity on what followed."""
     cfg = config.training
     split = time_split(dataset.events.frame, cfg.holdout_days)
@@ -152,7 +155,13 @@ def evaluate_holdout(
 
     test = split.test
     users = train.users.index(test["user"].to_numpy())
-    items = train.items.index(test["item"].to_numpy())
+    items = train.items.index(test["item"].to_numpy()).astype(np.int64)
+    # Items the model cannot know still count as relevant, each as itself: a distinct negative
+    # code per unknown item (one shared -1 would count many new items as one).
+    unknown = items < 0
+    if unknown.any():
+        codes, _ = pd.factorize(test["item"].to_numpy()[unknown])
+        items[unknown] = -1 - codes
     events = test["event"].to_numpy()
     rng = np.random.default_rng(config.seed)
     metrics: dict[str, dict[str, dict[str, float]]] = {}
@@ -184,7 +193,7 @@ def evaluate_holdout(
     evaluation = Evaluation(
         cut=split.cut, k=cfg.k, users=counts, metrics=metrics, gate_target=gate_target
     )
-    return evaluation, models, train
+    return evaluation, models, train, train_data
 
 
 def decide(
@@ -217,7 +226,9 @@ def decide(
     target = evaluation.gate_target
     if reasons and not force:
         message = f"gate refused on {target} targets: " + "; ".join(reasons)
-        return GateDecision(False, False, metric, value, baseline, previous, message)
+        return GateDecision(
+            False, False, metric, value, baseline, previous, message, target, cfg.holdout_days
+        )
     if reasons:
         message = "gate overridden by --force: " + "; ".join(reasons)
     else:
@@ -226,7 +237,17 @@ def decide(
         )
         if previous is not None:
             message += f" and within {cfg.tolerance:.0%} of the published {previous:.4f}"
-    return GateDecision(True, force and bool(reasons), metric, value, baseline, previous, message)
+    return GateDecision(
+        True,
+        force and bool(reasons),
+        metric,
+        value,
+        baseline,
+        previous,
+        message,
+        target,
+        cfg.holdout_days,
+    )
 
 
 def train(
@@ -246,11 +267,13 @@ def train(
         evaluation: Evaluation | None = None
         models: dict[str, Model] | None = None
         train_set: Dataset | None = None
+        train_data: FitData | None = None
         try:
-            evaluation, models, train_set = evaluate_holdout(dataset, config, steps)
-        except ValueError as exc:
+            evaluation, models, train_set, train_data = evaluate_holdout(dataset, config, steps)
+        except NotEnoughHistoryError as exc:
             log.warning("holdout evaluation skipped: %s", exc)
-        previous = _published_metric(root, config)
+        target = evaluation.gate_target if evaluation is not None else None
+        previous = _published_metric(root, config, target)
         gate = decide(evaluation, previous, config, force)
         log.info("%s", gate.message)
         if not gate.passed:
@@ -258,12 +281,16 @@ def train(
                 f"{root}: {gate.message}; the published model stays current "
                 "(pass --force to publish anyway)"
             )
-        full = fit_data(dataset, config)
         if config.training.retrain_on_all or models is None:
+            published, data = dataset, fit_data(dataset, config)
             warm = _warm_start(models, train_set, dataset)
-            models = fit_models(full, config, als_warm_start=warm)
+            models = fit_models(data, config, als_warm_start=warm)
             steps.done("fit on all events")
-        path = _write(root, config, dataset, full, models, evaluation, gate, steps)
+        else:
+            # The evaluated models are published as they are, with their own id maps.
+            assert train_set is not None and train_data is not None
+            published, data = train_set, train_data
+        path = _write(root, config, published, data, models, evaluation, gate, steps)
         publish(root, path.name)
         deleted = prune(root, config.training.keep_versions)
         if deleted:
@@ -293,15 +320,20 @@ def _warm_start(
     return start
 
 
-def _published_metric(root: Path, config: Config) -> float | None:
+def _published_metric(root: Path, config: Config, target: str | None) -> float | None:
     try:
         manifest = read_manifest(current_path(root))
     except Exception:  # no published model yet, or one we cannot read: nothing to compare to
         return None
     gate = manifest.get("gate") or {}
     value = gate.get("value")
-    same_metric = gate.get("metric") == f"{config.training.gate_metric}@{config.training.k}"
-    if same_metric and isinstance(value, int | float) and math.isfinite(value):
+    # Only numbers measured the same way compare: metric and k, target, holdout length.
+    same = (
+        gate.get("metric") == f"{config.training.gate_metric}@{config.training.k}"
+        and gate.get("target") == target
+        and gate.get("holdout_days") == config.training.holdout_days
+    )
+    if same and isinstance(value, int | float) and math.isfinite(value):
         return float(value)
     return None
 
