@@ -154,10 +154,7 @@ class Recommender:
 
     def similar_items(self, item_id: Any, n: int = 10) -> RecommendationList:
         """'People who viewed this also viewed': neighbours, then same-category/brand items."""
-        model = self._model
-        n = _check_n(n, model.serving.max_n)
-        item = model.items.index_of(_check_id(item_id, model.items))
-        picker = Picker(n, [item] if item >= 0 else [], None, model.item_category, 0)
+        model, item, picker = self._product_page(item_id, n)
         neighbours = model.models.get("neighbours")
         if item >= 0 and neighbours is not None:
             items, scores = neighbours.similar(item, n)  # type: ignore[attr-defined]
@@ -171,15 +168,19 @@ class Recommender:
 
     def complementary_items(self, item_id: Any, n: int = 10) -> RecommendationList:
         """'Frequently bought together': the item's complements (may be fewer than n)."""
-        model = self._model
-        n = _check_n(n, model.serving.max_n)
-        item = model.items.index_of(_check_id(item_id, model.items))
-        picker = Picker(n, [item] if item >= 0 else [], None, model.item_category, 0)
+        model, item, picker = self._product_page(item_id, n)
         copurchase = model.models.get("copurchase")
         if item >= 0 and copurchase is not None:
             items, scores = copurchase.complements(item, n)  # type: ignore[attr-defined]
             picker.offer(items, scores, "complements", np.full(len(items), item))
         return self._explain(model, None, picker)
+
+    def _product_page(self, item_id: Any, n: int) -> tuple[ServedModel, int, Picker]:
+        """The model, the item's index (-1: unknown) and a picker that leaves the item out."""
+        model = self._model
+        n = _check_n(n, model.serving.max_n)
+        item = model.items.index_of(_check_id(item_id, model.items))
+        return model, item, Picker(n, [item] if item >= 0 else [], None, model.item_category, 0)
 
     def _explain(
         self, model: ServedModel, visit: Visit | None, picker: Picker
