@@ -125,3 +125,15 @@ def test_config_hash_is_stable_and_changes_with_content(tmp_path: Path) -> None:
 def test_shipped_configs_load(name: str) -> None:
     config = load_config(ROOT / "data" / "configs" / f"{name}.toml")
     assert config.events.columns.user
+
+
+def test_the_readme_config_reference_is_a_valid_config() -> None:
+    import tomllib
+
+    from recsys.config import config_from_dict
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("```toml", text.index("## Your shop's logs")) + len("```toml")
+    config = config_from_dict(tomllib.loads(text[start : text.index("```", start)]))
+    assert config.timezone == "Europe/London"
+    assert config.models.als.min_user_items == 2
