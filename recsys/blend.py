@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -85,12 +86,14 @@ class Blender:
         # ALS is scored against the most popular items only: the long tail's factors are noise,
         # and scoring a bounded pool keeps a call fast on large catalogues.
         self.pool = np.sort(pop.popular_[:personal_pool]).astype(np.int64)
-        # Gathered once: indexing the factors per call would copy the whole pool each time.
+        # Gathered once into an exact inner-product index: faiss scans the pool about twice as
+        # fast as a numpy product plus partial sort, and gives the same top-k.
         self.pool_factors = (
-            np.ascontiguousarray(strategies.als.item_factors_[self.pool])
+            np.ascontiguousarray(strategies.als.item_factors_[self.pool], dtype=np.float32)
             if strategies.als is not None
             else None
         )
+        self.pool_index = _flat_index(self.pool_factors)
         self.weights = np.array([getattr(self.config, name) for name in SOURCES])
 
     def rank(
@@ -161,10 +164,11 @@ class Blender:
             elif len(session):
                 # A visitor who arrived after training: fold their visit into a user vector.
                 vector = s.als.fold_in(session, np.ones(len(session)))
-        if vector is not None and self.pool_factors is not None and vector.any():
-            raw = self.pool_factors @ vector
-            top = _top(raw, wanted)
-            add(PERSONAL, self.pool[top], raw[top], _NO_SEED)
+        if vector is not None and self.pool_index is not None and vector.any():
+            k = min(max(3 * n, 30), len(self.pool))
+            raw, top = self.pool_index.search(vector.reshape(1, -1).astype(np.float32), k)
+            found = top[0] >= 0
+            add(PERSONAL, self.pool[top[0][found]], raw[0][found], _NO_SEED)
         if known:
             h_items, h_events, h_times = s.history.of(user)
             if s.neighbours is not None and wants(NEIGHBOURS):
@@ -189,7 +193,7 @@ class Blender:
                 c_items, c_scores, c_seeds = sum_rows(s.copurchase.complements_, seeds, steps)
                 add(SESSION, c_items, 0.5 * c_scores, c_seeds)
         if wants(POPULAR):
-            pop_items, pop_scores = s.popularity.top(wanted)
+            pop_items, pop_scores = s.popularity.top(max(2 * n, 20))
             add(POPULAR, pop_items, pop_scores, _NO_SEED)
         return parts
 
@@ -209,19 +213,24 @@ def _recent(
     """The user's most recent distinct items, newest first, with recency weights in (0, 1]."""
     if len(items) == 0:
         return items.astype(np.int64), np.zeros(0)
-    newest_first = np.argsort(-times, kind="stable")
-    ordered = items[newest_first]
+    # Histories are time-ordered, so the newest events are the tail: no sort needed, and a
+    # bounded tail keeps a call's cost flat for customers with thousands of events.
+    tail = slice(max(len(items) - 20 * cfg.recent_items, 0), None)
+    ordered, stamps = items[tail][::-1], times[tail][::-1]
     _, first = np.unique(ordered, return_index=True)
     first = np.sort(first)[: cfg.recent_items]
-    age_days = np.maximum(now - times[newest_first][first], 0) / _DAY
+    age_days = np.maximum(now - stamps[first], 0) / _DAY
     return ordered[first].astype(np.int64), np.exp2(-age_days / cfg.recency_half_life_days)
 
 
-def _top(scores: np.ndarray, k: int) -> np.ndarray:
-    if len(scores) <= k:
-        return np.argsort(-scores, kind="stable")
-    part = np.argpartition(-scores, k)[:k]
-    return part[np.argsort(-scores[part], kind="stable")]
+def _flat_index(factors: np.ndarray | None) -> Any:
+    if factors is None or len(factors) == 0:
+        return None
+    import faiss
+
+    index = faiss.IndexFlatIP(factors.shape[1])
+    index.add(factors)
+    return index
 
 
 def _empty() -> Ranked:
