@@ -252,3 +252,10 @@ def test_answers_come_wholly_from_one_version_while_reload_swaps_models(tmp_path
         t.join()
     assert not errors, errors[0]
     assert answers > 0
+
+
+def test_the_fallback_chain_is_configuration(tmp_path: Path) -> None:
+    root = build_shop_model(tmp_path, serving={"chain": ["popular"]})
+    items = Recommender.load(root).recommend(5, n=4, now=NOW)
+    assert [r.source for r in items] == ["popular"] * 4
+    assert items[0].reason == "popular in the shop"
