@@ -115,7 +115,8 @@ class Recommender:
         session_ids = list(session_items or ())
         for item in session_ids:
             _check_id(item, model.items)
-        session = model.items.index(session_ids) if session_ids else np.zeros(0, np.int32)
+        # A handful of ids: one lookup each beats building a pandas index for the list.
+        session = np.array([model.items.index_of(i) for i in session_ids], dtype=np.int64)
         unknown = tuple(i for i, idx in zip(session_ids, session, strict=True) if idx < 0)
         session = session[session >= 0].astype(np.int64)
         segment = -1

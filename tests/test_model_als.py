@@ -88,3 +88,10 @@ def test_visitors_with_one_item_get_the_vector_fold_in_gives_them() -> None:
     assert not model.user_factors_[4].any()
     everyone = ALSModel(dataclasses.replace(CONFIG, min_user_items=1)).fit(data)
     assert everyone.user_factors_[3].any()
+
+
+def test_a_loaded_model_folds_in_like_the_trained_one_whatever_its_loaders_config() -> None:
+    trained = ALSModel(dataclasses.replace(CONFIG, alpha=7.0, regularization=0.5)).fit(_data())
+    loaded = ALSModel().load_arrays(trained.arrays())
+    items, values = np.array([1, 5, 9]), np.array([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(loaded.fold_in(items, values), trained.fold_in(items, values))

@@ -18,12 +18,13 @@ class ALSModel(Model):
     """
 
     name = "als"
-    learned = ("user_factors_", "item_factors_")
+    # gram_ (YᵀY + λI) and alpha_ travel with the factors, so that a loaded model folds users
+    # in exactly as the trained one would, whatever configuration the loader has.
+    learned = ("user_factors_", "item_factors_", "gram_", "alpha_")
 
     def __init__(self, config: ALSConfig | None = None, seed: int = 0) -> None:
         self.config = config or ALSConfig()
         self.seed = seed
-        self._gram_cache: tuple[np.ndarray, np.ndarray] | None = None
 
     def fit(self, data: FitData, init_item_factors: np.ndarray | None = None) -> ALSModel:
         """Factorise the confidence matrix; BLAS is held at one thread as implicit advises.
@@ -51,7 +52,9 @@ class ALSModel(Model):
                 model.item_factors = _warm(init_item_factors, cfg.factors, self.seed)
             model.fit(matrix[core], show_progress=False)
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
-        self._gram_cache = None
+        y = self.item_factors_.astype(np.float64)
+        self.gram_ = y.T @ y + cfg.regularization * np.eye(cfg.factors)
+        self.alpha_ = np.asarray(cfg.alpha, dtype=np.float64)
         users = np.zeros((matrix.shape[0], cfg.factors), dtype=np.float32)
         users[core] = model.user_factors
         self.user_factors_ = users
@@ -64,9 +67,9 @@ class ALSModel(Model):
         if len(single):
             # One item: (G + (c-1) y yᵀ)⁻¹ c y = c G⁻¹y / (1 + (c-1) yᵀG⁻¹y) (Sherman-Morrison).
             items = matrix.indices[matrix.indptr[single]]
-            c = self.config.alpha * matrix.data[matrix.indptr[single]].astype(np.float64)
+            c = float(self.alpha_) * matrix.data[matrix.indptr[single]].astype(np.float64)
             y = self.item_factors_[items].astype(np.float64)
-            g_inv_y = y @ np.linalg.inv(self._gram())
+            g_inv_y = y @ np.linalg.inv(self.gram_)
             s = np.einsum("ij,ij->i", g_inv_y, y)
             self.user_factors_[single] = (c / (1.0 + (c - 1.0) * s))[:, None] * g_inv_y
         for user in np.flatnonzero((per_user > 1) & (per_user < self.config.min_user_items)):
@@ -94,20 +97,11 @@ class ALSModel(Model):
         factors = self.item_factors_.shape[1]
         if len(items) == 0:
             return np.zeros(factors, dtype=np.float32)
-        confidence = self.config.alpha * values
+        confidence = float(self.alpha_) * values
         yi = self.item_factors_[items].astype(np.float64)
-        a = self._gram() + (yi.T * (confidence - 1.0)) @ yi
+        a = self.gram_ + (yi.T * (confidence - 1.0)) @ yi
         b = confidence @ yi
         return np.linalg.solve(a, b).astype(np.float32)
-
-    def _gram(self) -> np.ndarray:
-        # YᵀY + λI depends only on the item factors: computed once per fitted/loaded model.
-        cached = self._gram_cache
-        if cached is None or cached[0] is not self.item_factors_:
-            y = self.item_factors_.astype(np.float64)
-            cached = (self.item_factors_, y.T @ y + self.config.regularization * np.eye(y.shape[1]))
-            self._gram_cache = cached
-        return cached[1]
 
     def scores(self, user_vector: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
         """Return predicted preference of a user vector for the given items (default: all)."""
