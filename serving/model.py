@@ -79,7 +79,14 @@ class ServedModel:
         models: dict[str, Model] = {}
         for name, model_cls in _MODEL_CLASSES.items():
             if f"{name}.npz" in manifest["files"]:
-                models[name] = model_cls().load_arrays(load_arrays(version_dir, name))
+                try:
+                    models[name] = model_cls().load_arrays(load_arrays(version_dir, name))
+                except KeyError as exc:
+                    raise ModelDirError(
+                        f"{version_dir}: {name}.npz lacks {exc.args[0]}; it was written by another "
+                        f"version of recsys (engine {manifest.get('engine_version')}); "
+                        "run `recsys train` again"
+                    ) from None
         if "popularity" not in models:
             raise ModelDirError(f"{version_dir}: has no popularity.npz; run `recsys train` again")
         blend_config = section_from_dict(
