@@ -30,7 +30,7 @@ class MatrixSummary:
     events_unmapped: int
     # (user, item) pairs whose purchases were all returned, with no other interest left.
     pairs_cancelled: int
-    # returns of items the user has no purchase of in the log.
+    # return events with no earlier purchase of the item by the user in the log (ignored).
     returns_unmatched: int
     reference_time: int
 
@@ -77,15 +77,27 @@ def confidence_matrix(
     reference = _reference_time(config, ts, timezone)
     u, i, etype, ts, qty = u[mapped], i[mapped], etype[mapped], ts[mapped], qty[mapped]
 
+    # A return cancels only what was bought before it: one of an item bought before the log
+    # began must not cancel a later repurchase (the repurchase model matches returns the same way).
+    n_items = max(len(items), 1)
+    pair_of = u.astype(np.int64) * n_items + i
+    buy, ret = etype == EventType.PURCHASE, etype == EventType.RETURN
+    first_buy = pd.Series(ts[buy]).groupby(pair_of[buy]).min()
+    since = first_buy.reindex(pair_of[ret]).to_numpy(dtype=np.float64)
+    early = np.zeros(len(ts), dtype=bool)
+    early[ret] = np.isnan(since) | (ts[ret] < since)
+    returns_unmatched = int(early.sum())
+    if returns_unmatched:
+        keep = ~early
+        pair_of, etype, ts, qty = pair_of[keep], etype[keep], ts[keep], qty[keep]
+
     if config.half_life_days > 0:
         age_days = np.maximum(reference - ts, 0) / _SECONDS_PER_DAY
         decay = np.exp2(-age_days / config.half_life_days)
     else:
         decay = np.ones(len(ts))
 
-    n_items = max(len(items), 1)
-    pair = u.astype(np.int64) * n_items + i
-    key = pair * _N_TYPES + etype
+    key = pair_of * _N_TYPES + etype
     order = np.argsort(key, kind="stable")
     key_sorted = key[order]
     starts = np.flatnonzero(np.r_[True, key_sorted[1:] != key_sorted[:-1]]) if len(key) else key
@@ -114,7 +126,6 @@ def confidence_matrix(
     ret_on_buy = returned.reindex(bought.index).fillna(0.0).to_numpy()
     kept = np.clip(1.0 - ret_on_buy / np.maximum(bought.to_numpy(), 1e-12), 0.0, 1.0)
     value[is_buy] *= kept
-    returns_unmatched = int((~returned.index.isin(bought.index)).sum())
 
     shape = (len(users), len(items))
     # group_pair is sorted (it is the key's high part), so pairs are runs: sum each run.

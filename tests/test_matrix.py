@@ -126,3 +126,18 @@ def test_histories_are_time_ordered_per_user() -> None:
     assert again.of(0)[0].tolist() == [1, 1, 0]
     with pytest.raises(IndexError, match=r"user index 2 is outside 0\.\.1"):
         history.of(2)
+
+
+def test_a_return_of_something_bought_before_the_log_does_not_cancel_a_later_purchase() -> None:
+    log = _events(
+        [
+            ("a", "x", E.RETURN, T, 1),  # returns an order placed before the log began
+            ("a", "x", E.PURCHASE, T + DAY, 1),
+            ("a", "y", E.PURCHASE, T, 2),
+            ("a", "y", E.RETURN, T + DAY, 1),  # half of the earlier order comes back
+        ]
+    )
+    config = MatrixConfig(weights=WEIGHTS, repeats="sum")
+    matrix, summary = confidence_matrix(log, IdMap(["a"]), IdMap(["x", "y"]), config)
+    np.testing.assert_allclose(matrix.toarray(), [[10.0, 5.0]])
+    assert summary.returns_unmatched == 1
