@@ -120,6 +120,9 @@ def _read_csv(path: Path, columns: list[str], encoding: str, text: set[str], wha
             column_types=attempt_types,
             strings_can_be_null=True,
             quoted_strings_can_be_null=False,
+            # Only an empty field is missing: "NA" or "null" may be a real id or value, and
+            # a value that is not a number is then rejected by validation, not lost here.
+            null_values=[""],
         )
         try:
             return pacsv.read_csv(path, read_options=read, convert_options=convert)

@@ -382,3 +382,10 @@ def test_ids_too_large_for_int64_stay_text_instead_of_failing(tmp_path: Path) ->
     frame.to_parquet(tmp_path / "events.parquet")
     log = load_events(make_config(tmp_path, dict(CLICKS, path="events.parquet")))
     assert log.frame["user"].tolist() == [str(2**64 - 1), "7"]
+
+
+def test_only_an_empty_field_is_missing_so_na_can_be_an_id(tmp_path: Path) -> None:
+    _log(tmp_path, f"NA,10,{T0},view\nnull,11,{T0},view\n,12,{T0},view")
+    log = load_events(make_config(tmp_path, CLICKS))
+    assert log.frame["user"].tolist() == ["NA", "null"]
+    assert log.report.rejected == {"missing_user": 1}
