@@ -405,11 +405,19 @@ def _raise_first_fatal(
 def write_rejects(
     raw: pd.DataFrame, bad: np.ndarray, reasons: np.ndarray, sources: tuple[Path, ...], path: Path
 ) -> Path:
-    """Write the raw rows marked bad, with reason, file and 1-based row, to a CSV file."""
+    """Write the raw rows marked bad, with reason, file and 1-based row, to a CSV file.
+
+    The added columns are named reason, file and row; where the shop's file already has a
+    column of that name, ours is prefixed with "rejected_" so that neither is lost.
+    """
     rejects = raw.loc[bad].drop(columns=["__file", "__row"])
-    rejects.insert(0, "row", raw.loc[bad, "__row"].to_numpy())
-    rejects.insert(0, "file", np.asarray([p.name for p in sources])[raw.loc[bad, "__file"]])
-    rejects.insert(0, "reason", reasons)
+
+    def name(column: str) -> str:
+        return f"rejected_{column}" if column in rejects.columns else column
+
+    rejects.insert(0, name("row"), raw.loc[bad, "__row"].to_numpy())
+    rejects.insert(0, name("file"), np.asarray([p.name for p in sources])[raw.loc[bad, "__file"]])
+    rejects.insert(0, name("reason"), reasons)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".csv.tmp")
     rejects.to_csv(tmp, index=False)

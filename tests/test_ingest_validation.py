@@ -389,3 +389,22 @@ def test_only_an_empty_field_is_missing_so_na_can_be_an_id(tmp_path: Path) -> No
     log = load_events(make_config(tmp_path, CLICKS))
     assert log.frame["user"].tolist() == ["NA", "null"]
     assert log.report.rejected == {"missing_user": 1}
+
+
+def test_a_log_with_its_own_reason_column_keeps_it_in_the_rejects_file(tmp_path: Path) -> None:
+    write_csv(tmp_path / "events.csv", f"user,item,ts,event,reason\n,10,{T0},view,promo")
+    events = dict(CLICKS, columns=dict(CLICKS["columns"], session="reason"))  # type: ignore[arg-type]
+    with pytest.raises(EventsSchemaError, match="no row was accepted"):
+        load_events(make_config(tmp_path, events))
+    rejects = pd.read_csv(tmp_path / "rejects" / "events.rejects.csv", dtype=str)
+    assert list(rejects.columns) == [
+        "rejected_reason",
+        "file",
+        "row",
+        "user",
+        "item",
+        "ts",
+        "event",
+        "reason",
+    ]
+    assert rejects[["rejected_reason", "reason"]].values.tolist() == [["missing_user", "promo"]]
