@@ -44,9 +44,29 @@ def parse_times(
     try:
         parsed = pd.to_datetime(text, format=fmt or "ISO8601", errors="coerce")
     except ValueError:
-        # Mixed UTC offsets cannot share one naive dtype; read them all as UTC instants.
-        parsed = pd.to_datetime(text, format=fmt or "ISO8601", errors="coerce", utc=True)
+        return _mixed_to_seconds(text, fmt, timezone)
     return _datetimes_to_seconds(pd.Series(parsed), timezone)
+
+
+# An offset after a time of day ("10:00+01:00", "10:00:00Z"); a bare date's "-01" is not one.
+_OFFSET = r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$"
+
+
+def _mixed_to_seconds(
+    text: pd.Series, fmt: str | None, timezone: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Times with different UTC offsets, or some with and some without: each read as written.
+
+    Those with an offset are instants; those without are wall-clock times of the shop.
+    """
+    aware = text.str.contains(_OFFSET, regex=True, na=False).to_numpy()
+    seconds = np.full(len(text), NAT, dtype=np.int64)
+    bad = np.ones(len(text), dtype=bool)
+    for mask, utc in ((aware, True), (~aware, False)):
+        if mask.any():
+            part = pd.to_datetime(text[mask], format=fmt or "ISO8601", errors="coerce", utc=utc)
+            seconds[mask], bad[mask] = _datetimes_to_seconds(pd.Series(part), timezone)
+    return seconds, bad
 
 
 def _datetimes_to_seconds(values: pd.Series, timezone: str) -> tuple[np.ndarray, np.ndarray]:

@@ -408,3 +408,14 @@ def test_a_log_with_its_own_reason_column_keeps_it_in_the_rejects_file(tmp_path:
         "reason",
     ]
     assert rejects[["rejected_reason", "reason"]].values.tolist() == [["missing_user", "promo"]]
+
+
+def test_times_with_and_without_an_offset_are_each_read_as_written(tmp_path: Path) -> None:
+    write_csv(
+        tmp_path / "events.csv",
+        "user,item,ts,event\n1,10,2011-06-01 10:00,view\n1,11,2011-06-01 10:00+01:00,view",
+    )
+    events = dict(CLICKS, timestamp_unit="datetime")
+    log = load_events(make_config(tmp_path, events, timezone="Europe/London"))
+    # Both are 10:00 in London on a summer day: 09:00 UTC.
+    assert log.frame["timestamp"].tolist() == [1_306_918_800, 1_306_918_800]
