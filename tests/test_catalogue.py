@@ -153,3 +153,21 @@ def test_a_bad_later_row_does_not_hide_an_items_good_row(tmp_path: Path) -> None
     assert catalogue is not None
     assert catalogue.frame["price"].to_dict() == {11: 7.0}
     assert catalogue.report.rejected == {"negative_price": 1}
+
+
+def test_text_catalogue_ids_meet_whole_number_log_ids_without_merging_007_and_7(
+    tmp_path: Path,
+) -> None:
+    from training.dataset import build_dataset, fit_data
+
+    write_csv(
+        tmp_path / "events.csv", "user,item,ts,event\n1,7,1700000000,view\n2,8,1700000000,view"
+    )
+    write_csv(tmp_path / "items.csv", "sku,cat\n7,shoes\n007,hats\nX9,socks\n8,socks")
+    items = {"path": "items.csv", "columns": {"item": "sku", "category": "cat"}}
+    config = make_config(tmp_path, CLICKS, items=items)
+    dataset = build_dataset(config)
+    assert dataset.items.ids.tolist() == [7, 8]  # "007" and "X9" match no whole-number id
+    data = fit_data(dataset, config)
+    categories = data.extra["category_ids"]
+    assert [categories[c] for c in data.item_category] == ["shoes", "socks"]

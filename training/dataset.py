@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,6 @@ from recsys.ingest import EventLog, load_events
 from recsys.matrix import MatrixSummary, confidence_matrix
 from recsys.models.base import FitData
 from training.steps import Steps
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -105,8 +102,9 @@ def _index(
     item_ids = frame["item"]
     if catalogue is not None and len(catalogue.frame):
         # Catalogue items nobody has touched yet are items too: new arrivals must be servable.
-        listed = _same_type(catalogue.frame.index, frame["item"])
-        item_ids = pd.concat([item_ids, pd.Series(listed)], ignore_index=True)
+        log_type = "int64" if pd.api.types.is_integer_dtype(item_ids.dtype) else "str"
+        listed, ok = _ids_as(catalogue.frame.index, log_type)
+        item_ids = pd.concat([item_ids, pd.Series(listed[ok])], ignore_index=True)
     items = IdMap.from_values(item_ids, name="item")
     steps.done("id maps")
     matrix, summary = confidence_matrix(frame, users, items, config.matrix, config.timezone)
@@ -176,25 +174,26 @@ def fit_data(dataset: Dataset, config: Config) -> FitData:
 
 def _ids_like(catalogue: pd.DataFrame, dtype: str) -> pd.DataFrame:
     """The catalogue indexed by ids of the log's type (int64 or str)."""
-    index = catalogue.index
-    if dtype == "int64" and not pd.api.types.is_integer_dtype(index.dtype):
-        numeric = _as_int_ids(pd.Series(index))
+    index, ok = _ids_as(catalogue.index, dtype)
+    if ok.all() and index.equals(catalogue.index):
+        return catalogue
+    out = catalogue.loc[ok].copy()
+    out.index = index[ok]
+    return out
+
+
+def _ids_as(ids: pd.Index, dtype: str) -> tuple[pd.Index, np.ndarray]:
+    """Ids in the log's id type (int64 or str), and the mask of those any log id could equal.
+
+    Catalogues and attribute files may spell ids differently from the log (7 vs "7").
+    """
+    if dtype == "int64" and not pd.api.types.is_integer_dtype(ids.dtype):
+        numeric = _as_int_ids(pd.Series(ids))
         ok = numeric.notna().to_numpy()
-        out = catalogue.loc[ok].copy()
-        out.index = pd.Index(numeric[ok].astype("int64"))
-        return out
-    if dtype == "str" and pd.api.types.is_integer_dtype(index.dtype):
-        out = catalogue.copy()
-        out.index = index.astype("str")
-        return out
-    return catalogue
-
-
-def _same_type(ids: pd.Index, like: pd.Series) -> np.ndarray:
-    """Catalogue ids in the log's id type; ids that no log id could equal are dropped."""
-    if pd.api.types.is_integer_dtype(like.dtype):
-        return _as_int_ids(pd.Series(ids)).dropna().astype("int64").to_numpy()
-    return np.asarray(ids.astype("str"), dtype=object)
+        return pd.Index(numeric.fillna(0).astype("int64")), ok
+    if dtype == "str" and not pd.api.types.is_string_dtype(ids.dtype):
+        return ids.astype("str"), np.ones(len(ids), dtype=bool)
+    return ids, np.ones(len(ids), dtype=bool)
 
 
 def _as_int_ids(ids: pd.Series) -> pd.Series:
@@ -226,12 +225,5 @@ def user_segments(dataset: Dataset, config: Config) -> tuple[np.ndarray, np.ndar
         lambda row: "|".join(f"{k}={v}" for k, v in zip(names, row, strict=True)), axis=1
     )
     codes, uniques = pd.factorize(labels, sort=True)
-    ids = frame.index
-    # The attributes file may spell ids differently from the log (7 vs "7"): use the log's type.
-    if dataset.users.dtype == "int64" and not pd.api.types.is_integer_dtype(ids.dtype):
-        numeric = _as_int_ids(pd.Series(ids))
-        ok = numeric.notna().to_numpy()
-        ids, codes = pd.Index(numeric[ok].astype("int64")), codes[ok]
-    elif dataset.users.dtype == "str":
-        ids = ids.astype("str")
-    return ids.to_numpy(), codes.astype(np.int32), np.asarray(uniques, dtype=object)
+    ids, ok = _ids_as(frame.index, dataset.users.dtype)
+    return ids[ok].to_numpy(), codes[ok].astype(np.int32), np.asarray(uniques, dtype=object)
