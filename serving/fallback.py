@@ -28,7 +28,6 @@ class Visit:
     session: np.ndarray  # item indices of this visit, newest last
     segment: int  # -1: no segment
     now: int
-    exclude_bought: bool
     new_item_share: float
 
 
@@ -57,7 +56,9 @@ def _blend(model: ServedModel, visit: Visit, picker: Picker) -> None:
         session=visit.session,
         exclude=picker.excluded,
         keep=picker.keep,
-        exclude_bought=visit.exclude_bought,
+        # The picker's exclude set already holds the user's not-rebought purchases when the
+        # call excludes purchases; the blend need not work them out a second time.
+        exclude_bought=False,
     )
     names = np.asarray(SOURCES)[ranked.sources]
     picker.offer(ranked.items, ranked.scores, names, ranked.seeds, filtered=True)

@@ -144,7 +144,6 @@ class Recommender:
             session=session,
             segment=segment,
             now=model.now() if now is None else int(now),
-            exclude_bought=bool(filters.exclude_purchased),
             new_item_share=cfg.new_item_boost,
         )
         run_chain(model, visit, picker, cfg.chain)
