@@ -9,21 +9,23 @@ call it, so all three agree.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from recsys.config import BlendConfig
 from recsys.history import UserHistory
 from recsys.models.als import ALSModel
+from recsys.models.base import Model
 from recsys.models.copurchase import CoPurchase
 from recsys.models.neighbours import ItemNeighbours, sum_rows
 from recsys.models.popularity import PopularityModel
 from recsys.models.repurchase import RepurchaseModel
 from recsys.schema import EventType
 
+T = TypeVar("T", bound=Model)
 SOURCES: tuple[str, ...] = (
     "personal",
     "neighbours",
@@ -51,6 +53,28 @@ class Strategies:
     neighbours: ItemNeighbours | None = None
     copurchase: CoPurchase | None = None
     repurchase: RepurchaseModel | None = None
+
+    @classmethod
+    def from_models(cls, history: UserHistory, models: Mapping[str, Model]) -> Strategies:
+        """Pick the blend's strategies out of fitted models keyed by model name."""
+
+        def get(name: str, kind: type[T]) -> T | None:
+            model = models.get(name)
+            if model is not None and not isinstance(model, kind):
+                raise TypeError(f"model {name!r} is a {type(model).__name__}, not {kind.__name__}")
+            return model
+
+        popularity = get("popularity", PopularityModel)
+        if popularity is None:
+            raise ValueError("a blend needs the popularity model, its last fallback")
+        return cls(
+            history=history,
+            popularity=popularity,
+            als=get("als", ALSModel),
+            neighbours=get("neighbours", ItemNeighbours),
+            copurchase=get("copurchase", CoPurchase),
+            repurchase=get("repurchase", RepurchaseModel),
+        )
 
 
 @dataclass(frozen=True)

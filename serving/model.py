@@ -93,14 +93,7 @@ class ServedModel:
             BlendConfig, _known(manifest["blend"], BlendConfig), "blend"
         )
         serving = section_from_dict(ServingConfig, manifest.get("serving") or {}, "serving")
-        strategies = Strategies(
-            history=history,
-            popularity=models["popularity"],  # type: ignore[arg-type]
-            als=models.get("als"),  # type: ignore[arg-type]
-            neighbours=models.get("neighbours"),  # type: ignore[arg-type]
-            copurchase=models.get("copurchase"),  # type: ignore[arg-type]
-            repurchase=models.get("repurchase"),  # type: ignore[arg-type]
-        )
+        strategies = Strategies.from_models(history, models)
         categories = (
             np.asarray(load_table(version_dir, "categories").column("id").to_pylist(), dtype=object)
             if "categories.parquet" in manifest["files"]

@@ -129,14 +129,7 @@ def fit_models(
 
 def blender(models: dict[str, Model], data: FitData, config: Config) -> Blender:
     """Build the blend over fitted models."""
-    strategies = Strategies(
-        history=data.history,
-        popularity=models["popularity"],  # type: ignore[arg-type]
-        als=models.get("als"),  # type: ignore[arg-type]
-        neighbours=models.get("neighbours"),  # type: ignore[arg-type]
-        copurchase=models.get("copurchase"),  # type: ignore[arg-type]
-        repurchase=models.get("repurchase"),  # type: ignore[arg-type]
-    )
+    strategies = Strategies.from_models(data.history, models)
     return Blender(strategies, config.blend)
 
 
