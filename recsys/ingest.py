@@ -113,7 +113,7 @@ def load_events(
         raise EventsSchemaError(
             f"{_names(src.path)}: the event log has no data rows; nothing to train on"
         )
-    data, reasons, bad_values = _map_and_validate(raw, src, config.validation, config.timezone)
+    data, reasons = _map_and_validate(raw, src, config.validation, config.timezone)
     counts = {
         code: int(n)
         for code, n in zip(
@@ -122,7 +122,7 @@ def load_events(
         if n
     }
     if policy == "strict":
-        _raise_first_fatal(raw, reasons, counts, bad_values, src)
+        _raise_first_fatal(raw, reasons, counts, src)
     ok = reasons == 0
     positions = np.flatnonzero(ok)
     accepted = pd.DataFrame({name: _take(column, positions) for name, column in data.items()})
@@ -194,8 +194,8 @@ def _read_sources(src: EventsSource) -> tuple[pd.DataFrame, dict[str, int]]:
 
 def _map_and_validate(
     raw: pd.DataFrame, src: EventsSource, rules: ValidationConfig, timezone: str
-) -> tuple[dict[str, Any], np.ndarray, dict[str, np.ndarray]]:
-    """Return (canonical columns, reason code per row (0 = accepted), offending mask per reason)."""
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Return (canonical columns, reason code per row: 0 = accepted, else 1 + index in REASONS)."""
     cols = src.columns
     n = len(raw)
     masks: dict[str, np.ndarray] = {}
@@ -273,7 +273,7 @@ def _map_and_validate(
         dup = _duplicates([data[k] for k in key], reasons == 0)
         masks["duplicate"] = dup
         reasons[dup] = REASON_CODES.index("duplicate") + 1
-    return data, reasons, masks
+    return data, reasons
 
 
 def _duplicates(columns: list[Any], candidates: np.ndarray) -> np.ndarray:
@@ -371,7 +371,6 @@ def _raise_first_fatal(
     raw: pd.DataFrame,
     reasons: np.ndarray,
     counts: dict[str, int],
-    masks: dict[str, np.ndarray],
     src: EventsSource,
 ) -> None:
     cols = src.columns
