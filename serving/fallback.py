@@ -92,10 +92,7 @@ def _new_items(model: ServedModel, visit: Visit, picker: Picker, share: float = 
         if len(picker.items) >= target:
             return
         items = content.new_items(category, n=_ask(picker), exclude=picker.excluded)
-        before = picker.n
-        picker.n = target  # offer at most this call's share
-        picker.offer(items, np.ones(len(items), dtype=np.float32), "new_item")
-        picker.n = before
+        picker.offer(items, np.ones(len(items), dtype=np.float32), "new_item", upto=target)
 
 
 def _trending(model: ServedModel, visit: Visit, picker: Picker) -> None:

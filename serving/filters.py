@@ -96,9 +96,14 @@ class Picker:
         seeds: np.ndarray | None = None,
         *,
         filtered: bool = False,
+        upto: int | None = None,
     ) -> None:
-        """Add ranked candidates in order until the list is full; `filtered`: keep() already ran."""
-        if self.full or len(items) == 0:
+        """Add ranked candidates in order until the list has `upto` (default n) items.
+
+        `filtered`: keep() already ran on the candidates.
+        """
+        stop = self.n if upto is None else min(upto, self.n)
+        if len(self.items) >= stop or len(items) == 0:
             return
         if self.keep is not None and not filtered:
             mask = self.keep(np.asarray(items, dtype=np.int64))
@@ -120,5 +125,5 @@ class Picker:
             self.scores.append(float(scores[position]))
             self.sources.append(source if isinstance(source, str) else str(source[position]))
             self.seeds.append(-1 if seeds is None else int(seeds[position]))
-            if self.full:
+            if len(self.items) >= stop:
                 return
