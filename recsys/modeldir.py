@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
 import re
 import shutil
+import struct
 import uuid
 import zipfile
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -110,7 +113,8 @@ class VersionWriter:
             zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive,
         ):
             for key, array in checked.items():
-                with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+                info = _aligned_member(f"{key}.npy", fh.tell())
+                with archive.open(info, "w", force_zip64=True) as member:
                     np.lib.format.write_array(member, array, allow_pickle=False)
         self._files.append(file_name)
 
@@ -314,77 +318,181 @@ def verify(version_dir: Path) -> dict[str, Any]:
     version_dir = Path(version_dir)
     manifest = read_manifest(version_dir)
     for file_name, entry in manifest["files"].items():
-        if not _NAME_RE.fullmatch(file_name) or file_name == MANIFEST:
-            # A name like "../CURRENT" would make verify and load reach outside the version.
-            raise ModelDirError(
-                f"{version_dir / MANIFEST}: lists {file_name!r}, which is not a plain file "
-                f"name; {_CORRUPT}"
-            )
-        path = version_dir / file_name
-        if not path.is_file():
-            raise ModelDirError(f"{path}: listed in {MANIFEST} but missing; {_CORRUPT}")
-        size = path.stat().st_size
-        if size != entry["bytes"]:
-            raise ModelDirError(
-                f"{path}: {size:,} bytes, but {MANIFEST} says {entry['bytes']:,}; "
-                f"the file is truncated or was changed; {_CORRUPT}"
-            )
-        digest = _sha256(path)
-        if digest != entry["sha256"]:
-            raise ModelDirError(
-                f"{path}: sha256 {digest} does not match {MANIFEST} ({entry['sha256']}); "
-                f"the file is damaged or was changed; {_CORRUPT}"
-            )
+        path = _checked_path(version_dir, file_name, entry)
+        _check_digest(path, _sha256(path), entry)
     return manifest
 
 
+class VerifiedVersion:
+    """A model version read into memory once, every file checked against the manifest.
+
+    Reading, checking and loading take one pass over the files (hashes are computed in a
+    second thread while the next file is read), and arrays are views of the bytes read, not
+    copies: loading costs about one read of the model. Arrays are read-only.
+    """
+
+    def __init__(self, path: Path, manifest: dict[str, Any], blobs: dict[str, np.ndarray]) -> None:
+        self.path = path
+        self.manifest = manifest
+        self._blobs = blobs
+
+    @classmethod
+    def read(cls, version_dir: Path) -> VerifiedVersion:
+        """Read and verify every listed file; ModelDirError names the first bad one."""
+        version_dir = Path(version_dir)
+        manifest = read_manifest(version_dir)
+        blobs: dict[str, np.ndarray] = {}
+        with ThreadPoolExecutor(max_workers=1) as hasher:
+            # hashlib releases the GIL on large buffers: hashing overlaps the next read.
+            digests = {}
+            for file_name, entry in manifest["files"].items():
+                path = _checked_path(version_dir, file_name, entry)
+                blobs[file_name] = _read_file(path)
+                digests[file_name] = hasher.submit(_sha256_bytes, blobs[file_name].data)
+            for file_name, entry in manifest["files"].items():
+                _check_digest(version_dir / file_name, digests[file_name].result(), entry)
+        return cls(version_dir, manifest, blobs)
+
+    def has(self, file_name: str) -> bool:
+        """Whether the version holds this file (e.g. 'als.npz')."""
+        return file_name in self._blobs
+
+    def arrays(self, name: str) -> dict[str, np.ndarray]:
+        """The arrays of `{name}.npz`, as read-only views of the bytes read."""
+        file_name = f"{name}.npz"
+        path = self.path / file_name
+        if file_name not in self._blobs:
+            raise ModelDirError(f"{path}: not listed in {MANIFEST}; {_CORRUPT}")
+        try:
+            return _npz_arrays(self._blobs[file_name])
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise ModelDirError(f"{path}: cannot be read as arrays ({exc}); {_CORRUPT}") from None
+
+    def table(self, name: str) -> pa.Table:
+        """The table of `{name}.parquet`."""
+        file_name = f"{name}.parquet"
+        path = self.path / file_name
+        if file_name not in self._blobs:
+            raise ModelDirError(f"{path}: not listed in {MANIFEST}; {_CORRUPT}")
+        try:
+            return pq.read_table(pa.BufferReader(pa.py_buffer(self._blobs[file_name])))
+        except (OSError, pa.ArrowException) as exc:
+            raise ModelDirError(f"{path}: cannot be read as a table ({exc}); {_CORRUPT}") from None
+
+
+def _checked_path(version_dir: Path, file_name: str, entry: dict[str, Any]) -> Path:
+    """The path of a listed file, after checking its name, presence and size."""
+    if not _NAME_RE.fullmatch(file_name) or file_name == MANIFEST:
+        # A name like "../CURRENT" would make verify and load reach outside the version.
+        raise ModelDirError(
+            f"{version_dir / MANIFEST}: lists {file_name!r}, which is not a plain file "
+            f"name; {_CORRUPT}"
+        )
+    path = version_dir / file_name
+    if not path.is_file():
+        raise ModelDirError(f"{path}: listed in {MANIFEST} but missing; {_CORRUPT}")
+    size = path.stat().st_size
+    if size != entry["bytes"]:
+        raise ModelDirError(
+            f"{path}: {size:,} bytes, but {MANIFEST} says {entry['bytes']:,}; "
+            f"the file is truncated or was changed; {_CORRUPT}"
+        )
+    return path
+
+
+def _check_digest(path: Path, digest: str, entry: dict[str, Any]) -> None:
+    if digest != entry["sha256"]:
+        raise ModelDirError(
+            f"{path}: sha256 {digest} does not match {MANIFEST} ({entry['sha256']}); "
+            f"the file is damaged or was changed; {_CORRUPT}"
+        )
+
+
 def load_arrays(version_dir: Path, name: str) -> dict[str, np.ndarray]:
-    """Read `{name}.npz` fully into memory, never unpickling anything."""
+    """Read `{name}.npz` into memory (read-only arrays), never unpickling anything."""
     path = _listed_file(version_dir, f"{name}.npz")
     try:
-        return _read_stored_npz(path)
+        return _npz_arrays(_read_file(path))
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise ModelDirError(f"{path}: cannot be read as arrays ({exc}); {_CORRUPT}") from None
 
 
-def _read_stored_npz(path: Path) -> dict[str, np.ndarray]:
-    """Read an uncompressed npz by copying each member's bytes straight out of the file.
+def _read_file(path: Path) -> np.ndarray:
+    """A file's bytes in a numpy buffer: aligned, and in huge pages where the OS allows,
+    which keeps serving's random reads into large arrays fast."""
+    size = path.stat().st_size
+    buffer = np.empty(size, dtype=np.uint8)
+    with open(path, "rb") as fh:
+        if fh.readinto(buffer.data) != size:
+            raise OSError(f"{path}: changed size while being read")
+    buffer.flags.writeable = False
+    return buffer
+
+
+class _BufferFile(io.RawIOBase):
+    """A read-only, seekable file over a buffer, without copying it (io.BytesIO would)."""
+
+    def __init__(self, buffer: np.ndarray) -> None:
+        self._view = buffer.data.cast("B")
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        count = max(min(len(target), len(self._view) - self._position), 0)
+        target[:count] = self._view[self._position : self._position + count]
+        self._position += count
+        return count
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}
+        self._position = base[whence] + offset
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+
+def _npz_arrays(blob: np.ndarray) -> dict[str, np.ndarray]:
+    """The arrays of an npz file's bytes: views of the bytes for stored members.
 
     np.load reads stored members through zipfile in small chunks, checking CRCs on the way:
     several times slower on a model of hundreds of MB, and the checksums were already
-    verified against the manifest. Compressed members, or an unusual layout, use np.load.
+    verified against the manifest. Compressed members use np.load.
     """
     out: dict[str, np.ndarray] = {}
-    with zipfile.ZipFile(path) as archive, path.open("rb") as fh:
+    with zipfile.ZipFile(_BufferFile(blob)) as archive:
         for info in archive.infolist():
             key = info.filename.removesuffix(".npy")
             if info.compress_type != zipfile.ZIP_STORED:
-                with np.load(path, allow_pickle=False) as fallback:
+                with np.load(io.BytesIO(blob.tobytes()), allow_pickle=False) as fallback:
                     return {k: fallback[k] for k in fallback.files}
-            fh.seek(info.header_offset)
-            local = fh.read(30)
-            name_len, extra_len = (
-                int.from_bytes(local[26:28], "little"),
-                int.from_bytes(local[28:30], "little"),
-            )
-            start = info.header_offset + 30 + name_len + extra_len
-            fh.seek(start)
-            version = np.lib.format.read_magic(fh)
+            local = blob[info.header_offset : info.header_offset + 30].tobytes()
+            name_len = int.from_bytes(local[26:28], "little")
+            extra_len = int.from_bytes(local[28:30], "little")
+            header = _BufferFile(blob)
+            header.seek(info.header_offset + 30 + name_len + extra_len)
+            version = np.lib.format.read_magic(header)
             if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(header)
             else:
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(header)
             if dtype.hasobject:
                 raise ValueError(
                     f"member {key!r} holds Python objects, which would need pickle "
                     "(allow_pickle is off)"
                 )
             count = int(np.prod(shape, dtype=np.int64))
-            data = np.frombuffer(fh.read(count * dtype.itemsize), dtype=dtype, count=count)
-            if fortran:
-                out[key] = data.reshape(shape, order="F").copy(order="F")
-            else:
-                out[key] = data.reshape(shape).copy()
+            offset = header.tell()
+            data = np.frombuffer(blob, dtype=dtype, count=count, offset=offset)
+            if offset % dtype.alignment:
+                data = data.copy()  # an unaligned view would slow every operation on it
+                data.flags.writeable = False
+            out[key] = data.reshape(shape, order="F" if fortran else "C")
     return out
 
 
@@ -526,6 +634,30 @@ def _json_default(value: Any) -> Any:
 
 def _utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# Array data starts at a multiple of this many bytes in an .npz, so that loading can use the
+# file's bytes in place (an unaligned array must be copied to be usable at full speed).
+_ALIGN = 64
+_PADDING_ID = 0xD935  # the extra-field id zipalign uses for padding; readers skip it
+
+
+def _aligned_member(name: str, offset: int) -> zipfile.ZipInfo:
+    """A zip member starting at `offset` whose data starts at a multiple of _ALIGN.
+
+    The local header is 30 bytes, the name, the extra field (our padding record, then the
+    20-byte zip64 record that force_zip64 adds); .npy then pads its own header to 64 bytes.
+    """
+    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_STORED
+    fixed = offset + 30 + len(name.encode("utf-8")) + 4 + 20
+    pad = -fixed % _ALIGN
+    info.extra = struct.pack("<HH", _PADDING_ID, pad) + bytes(pad)
+    return info
+
+
+def _sha256_bytes(data: memoryview) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _sha256(path: Path) -> str:

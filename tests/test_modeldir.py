@@ -16,6 +16,7 @@ import pytest
 from recsys import modeldir
 from recsys.errors import ModelDirError
 from recsys.modeldir import (
+    VerifiedVersion,
     VersionWriter,
     clean_stale,
     current_path,
@@ -538,3 +539,30 @@ def test_a_committed_writer_cannot_be_written_to_again(tmp_path: Path) -> None:
         f"{folder}: already committed; start a new VersionWriter for a new version"
     )
     assert read_manifest(folder)["files"] == {}
+
+
+def test_arrays_are_read_in_place_aligned_and_read_only(tmp_path: Path) -> None:
+    folder = write_version(tmp_path / "models")
+    files = VerifiedVersion.read(folder)
+    arrays = files.arrays("als")
+    for array in arrays.values():
+        assert array.flags.aligned and not array.flags.owndata and not array.flags.writeable
+    again = load_arrays(folder, "als")
+    np.testing.assert_array_equal(arrays["item_factors"], again["item_factors"])
+    assert files.table("items").column("id").to_pylist() == ["85123A", "22423"]
+
+
+def test_an_npz_written_by_numpy_itself_still_loads(tmp_path: Path) -> None:
+    folder = write_version(tmp_path / "models")
+    values = np.arange(7, dtype=np.int64)
+    np.savez(folder / "als.npz", a=np.arange(3, dtype=np.int8), values=values)
+    np.testing.assert_array_equal(load_arrays(folder, "als")["values"], values)
+
+
+def test_a_damaged_file_is_named_when_a_version_is_read_in_one_pass(tmp_path: Path) -> None:
+    folder = write_version(tmp_path / "models")
+    data = bytearray((folder / "als.npz").read_bytes())
+    data[-1] ^= 0xFF
+    (folder / "als.npz").write_bytes(bytes(data))
+    with pytest.raises(ModelDirError, match=r"als\.npz: sha256 .* does not match"):
+        VerifiedVersion.read(folder)
