@@ -11,18 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
+from recsys.candidates import ALSCandidates, PoolSearch, popular_pool
 from recsys.config import BlendConfig
 from recsys.history import UserHistory
 from recsys.models.als import ALSModel
-from recsys.models.base import Model
+from recsys.models.base import Model, member_mask
 from recsys.models.copurchase import CoPurchase
 from recsys.models.neighbours import ItemNeighbours, sum_rows
 from recsys.models.popularity import PopularityModel
-from recsys.models.repurchase import RepurchaseModel
+from recsys.models.repurchase import Due, RepurchaseModel
 from recsys.schema import EventType
 
 T = TypeVar("T", bound=Model)
@@ -37,15 +38,23 @@ SOURCES: tuple[str, ...] = (
 PERSONAL, NEIGHBOURS, REPURCHASE, COMPLEMENTARY, SESSION, POPULAR = range(len(SOURCES))
 _DAY = 86_400.0
 # Purchases and carts seed complementary items ("bought X -> needs Y").
-_COMPLEMENT_SEEDS = np.array([EventType.PURCHASE, EventType.CART], dtype=np.int8)
-_NO_SEED = np.zeros(0, dtype=np.int32)
+_PURCHASE, _CART = int(EventType.PURCHASE), int(EventType.CART)
+_NO_ITEMS = np.zeros(0, dtype=np.int64)
+_ONE = np.ones(1)
 # When two strategies give an item the same share, the more specific reason wins.
 _PRIORITY = np.array([4, 3, 0, 1, 2, 5], dtype=np.int8)  # indexed by source
+# Each step back in a visit counts a little less than the one after it.
+_SESSION_DECAY = 0.85
+# A visit's complements count half as much as its neighbours.
+_SESSION_COMPLEMENTS = 0.5
 
 
 @dataclass
 class Strategies:
-    """The fitted models a blend draws on; any but popularity may be missing (None)."""
+    """The fitted models a blend draws on; any but popularity may be missing (None).
+
+    `candidates` are the trainer's stored ALS lists; without them ALS is searched live.
+    """
 
     history: UserHistory
     popularity: PopularityModel
@@ -53,9 +62,15 @@ class Strategies:
     neighbours: ItemNeighbours | None = None
     copurchase: CoPurchase | None = None
     repurchase: RepurchaseModel | None = None
+    candidates: ALSCandidates | None = None
 
     @classmethod
-    def from_models(cls, history: UserHistory, models: Mapping[str, Model]) -> Strategies:
+    def from_models(
+        cls,
+        history: UserHistory,
+        models: Mapping[str, Model],
+        candidates: ALSCandidates | None = None,
+    ) -> Strategies:
         """Pick the blend's strategies out of fitted models keyed by model name."""
 
         def get(name: str, kind: type[T]) -> T | None:
@@ -67,24 +82,30 @@ class Strategies:
         popularity = get("popularity", PopularityModel)
         if popularity is None:
             raise ValueError("a blend needs the popularity model, its last fallback")
+        als = get("als", ALSModel)
         return cls(
             history=history,
             popularity=popularity,
-            als=get("als", ALSModel),
+            als=als,
             neighbours=get("neighbours", ItemNeighbours),
             copurchase=get("copurchase", CoPurchase),
             repurchase=get("repurchase", RepurchaseModel),
+            candidates=candidates if als is not None else None,
         )
 
 
 @dataclass(frozen=True)
 class Ranked:
-    """A ranked list of item indices with blended scores, sources and seeds (-1: none)."""
+    """A ranked list of item indices with blended scores, sources and seeds (-1: none).
+
+    `due` holds the repurchase facts (cycle, days since) behind its `repurchase` items.
+    """
 
     items: np.ndarray
     scores: np.ndarray
     sources: np.ndarray
     seeds: np.ndarray
+    due: Due | None = None
 
     def __len__(self) -> int:
         return len(self.items)
@@ -101,24 +122,19 @@ class _Part:
 class Blender:
     """Ranks items for a visitor by blending every available strategy."""
 
-    def __init__(
-        self, strategies: Strategies, config: BlendConfig | None = None, personal_pool: int = 20_000
-    ) -> None:
+    def __init__(self, strategies: Strategies, config: BlendConfig | None = None) -> None:
         self.strategies = strategies
-        self.config = config or BlendConfig()
-        pop = strategies.popularity
-        # ALS is scored against the most popular items only: the long tail's factors are noise,
-        # and scoring a bounded pool keeps a call fast on large catalogues.
-        self.pool = np.sort(pop.popular_[:personal_pool]).astype(np.int64)
-        # Gathered once into an exact inner-product index: faiss scans the pool about twice as
-        # fast as a numpy product plus partial sort, and gives the same top-k.
-        self.pool_factors = (
-            np.ascontiguousarray(strategies.als.item_factors_[self.pool], dtype=np.float32)
-            if strategies.als is not None
-            else None
-        )
-        self.pool_index = _flat_index(self.pool_factors)
-        self.weights = np.array([getattr(self.config, name) for name in SOURCES])
+        self.config = cfg = config or BlendConfig()
+        stored = strategies.candidates
+        if stored is not None:
+            pool = stored.pool
+        else:
+            pool = popular_pool(strategies.popularity, cfg.personal_pool)
+        self.search = PoolSearch(strategies.als, pool) if strategies.als is not None else None
+        self.weights = [float(getattr(cfg, name)) for name in SOURCES]
+        self._steps = _SESSION_DECAY ** np.arange(cfg.recent_items)
+        # The popular part is the same for every call of a given size: built once.
+        self._popular: dict[tuple[int, float], _Part] = {}
 
     def rank(
         self,
@@ -142,93 +158,107 @@ class Blender:
         """
         if only is not None and only not in SOURCES:
             raise ValueError(f"unknown strategy {only!r} (expected one of {SOURCES})")
-        parts = self._candidates(user, now, n, session, only)
+        session = _NO_ITEMS if session is None else np.asarray(session, dtype=np.int64)
+        parts, due = self._candidates(user, now, n, session, only)
         if not parts:
             return _empty()
-        items = np.concatenate([p.items for p in parts]).astype(np.int64)
-        scores = np.concatenate([p.scores for p in parts])
-        sources = np.concatenate([np.full(len(p.items), p.source, dtype=np.int8) for p in parts])
-        seeds = np.concatenate([p.seeds for p in parts])
-        mask = np.ones(len(items), dtype=bool)
         drop = self._excluded(user, exclude, exclude_bought)
-        if len(drop):
-            mask &= ~np.isin(items, drop)
-        if keep is not None:
-            mask &= keep(items)
-        if not mask.all():
-            items, scores, sources, seeds = items[mask], scores[mask], sources[mask], seeds[mask]
-        return _aggregate(items, scores, sources, seeds, n)
+        items, scores, sources, seeds = _aggregate(parts, n, drop, keep)
+        return Ranked(items, scores, sources, seeds, due)
 
     def _candidates(
-        self, user: int, now: int, n: int, session: np.ndarray | None, only: str | None
-    ) -> list[_Part]:
+        self, user: int, now: int, n: int, session: np.ndarray, only: str | None
+    ) -> tuple[list[_Part], Due | None]:
         s = self.strategies
         cfg = self.config
-        wanted = max(4 * n, 100)
         known = 0 <= user < s.history.n_users
-        session = np.zeros(0, np.int64) if session is None else np.asarray(session, np.int64)
         parts: list[_Part] = []
+        due = None
 
         def wants(source: int) -> bool:
             return (only is None and self.weights[source] > 0) or only == SOURCES[source]
 
-        def add(source: int, items: np.ndarray, raw: np.ndarray, seeds: np.ndarray) -> None:
+        def add(
+            source: int,
+            items: np.ndarray,
+            raw: np.ndarray,
+            seeds: np.ndarray | None = None,
+            scale: float = 1.0,
+        ) -> None:
             if len(items) == 0:
                 return
-            top = float(np.max(raw))
+            top = float(raw.max())
             if top > 0:
-                weight = 1.0 if only is not None else float(self.weights[source])
-                seeds = seeds if len(seeds) else np.full(len(items), -1, dtype=np.int32)
-                parts.append(_Part(source, items, weight * np.clip(raw, 0, None) / top, seeds))
+                # Each strategy's scores are scaled to a maximum of 1, then weighted.
+                weight = (1.0 if only is not None else self.weights[source]) * scale / top
+                if seeds is None:
+                    seeds = _no_seeds(len(items))
+                parts.append(_Part(source, items, weight * np.maximum(raw, 0), seeds))
 
-        vector = None
-        if s.als is not None and wants(PERSONAL):
-            if known:
-                vector = s.als.user_vector(user)
-            elif len(session):
-                # A visitor who arrived after training: fold their visit into a user vector.
-                vector = s.als.fold_in(session, np.ones(len(session)))
-        if vector is not None and self.pool_index is not None and vector.any():
-            k = min(max(3 * n, 30), len(self.pool))
-            raw, top = self.pool_index.search(vector.reshape(1, -1).astype(np.float32), k)
-            found = top[0] >= 0
-            add(PERSONAL, self.pool[top[0][found]], raw[0][found], _NO_SEED)
+        if self.search is not None and wants(PERSONAL):
+            add(PERSONAL, *self._personal(user, known, session))
         if known:
             h_items, h_events, h_times = s.history.of(user)
             if s.neighbours is not None and wants(NEIGHBOURS):
                 recent, recency = _recent(h_items, h_times, now, cfg)
-                if len(recent):
-                    add(NEIGHBOURS, *sum_rows(s.neighbours.similarity_, recent, recency))
+                add(NEIGHBOURS, *sum_rows(s.neighbours.similarity_, recent, recency))
             if s.repurchase is not None and wants(REPURCHASE):
-                due = s.repurchase.due(user, now, wanted)
-                add(REPURCHASE, due.items, due.scores, due.items.astype(np.int32))
+                due = s.repurchase.due(user, now, max(4 * n, 100))
+                add(REPURCHASE, due.items.astype(np.int64), due.scores, due.items.astype(np.int32))
             if s.copurchase is not None and wants(COMPLEMENTARY):
-                bought = np.isin(h_events, _COMPLEMENT_SEEDS)
-                c_items, c_weights = _recent(h_items[bought], h_times[bought], now, cfg)
-                if len(c_items):
+                bought = (h_events == _PURCHASE) | (h_events == _CART)
+                if bought.any():
+                    c_items, c_weights = _recent(h_items[bought], h_times[bought], now, cfg)
                     add(COMPLEMENTARY, *sum_rows(s.copurchase.complements_, c_items, c_weights))
         if len(session) and wants(SESSION):
-            # Newest first, each step back in the visit counting a little less.
             seeds = session[::-1][: cfg.recent_items]
-            steps = 0.85 ** np.arange(len(seeds))
+            steps = self._steps[: len(seeds)]
             if s.neighbours is not None:
                 add(SESSION, *sum_rows(s.neighbours.similarity_, seeds, steps))
             if s.copurchase is not None:
                 c_items, c_scores, c_seeds = sum_rows(s.copurchase.complements_, seeds, steps)
-                add(SESSION, c_items, 0.5 * c_scores, c_seeds)
+                add(SESSION, c_items, c_scores, c_seeds, scale=_SESSION_COMPLEMENTS)
         if wants(POPULAR):
-            pop_items, pop_scores = s.popularity.top(max(2 * n, 20))
-            add(POPULAR, pop_items, pop_scores, _NO_SEED)
-        return parts
+            parts.append(self._popular_part(max(2 * n, 20), 1.0 if only else self.weights[POPULAR]))
+        return parts, due
+
+    def _personal(
+        self, user: int, known: bool, session: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """ALS candidates: stored for known users and one-item visits, else searched live."""
+        assert self.search is not None
+        k = self.config.personal_candidates
+        stored = self.strategies.candidates
+        if known:
+            if stored is not None:
+                return stored.of_user(user, k)
+            assert self.strategies.als is not None
+            return self.search.top(self.strategies.als.user_vector(user), k)
+        if len(session) == 0:
+            return _NO_ITEMS, np.zeros(0, dtype=np.float32)
+        if stored is not None and session.min() == session.max():
+            return stored.of_item(int(session[0]), k)
+        return self.search.visit(session, k)
+
+    def _popular_part(self, count: int, weight: float) -> _Part:
+        part = self._popular.get((count, weight))
+        if part is None:
+            items, raw = self.strategies.popularity.top(count)
+            top = float(raw.max()) if len(raw) else 0.0
+            scores = weight * np.maximum(raw, 0) / top if top > 0 else np.zeros(len(raw))
+            part = _Part(POPULAR, items.astype(np.int64), scores, _no_seeds(len(items)))
+            self._popular[(count, weight)] = part
+        return part
 
     def _excluded(self, user: int, exclude: np.ndarray | None, exclude_bought: bool) -> np.ndarray:
         drop = [] if exclude is None else [np.asarray(exclude, dtype=np.int64)]
         s = self.strategies
         if exclude_bought and s.repurchase is not None and 0 <= user < s.history.n_users:
-            bought, _, _ = s.repurchase.purchases(user)
             # Bought items come back only if people rebuy them (coffee yes, a fridge no).
-            drop.append(bought[~s.repurchase.rebuyable_[bought]].astype(np.int64))
-        return np.concatenate(drop) if drop else np.zeros(0, dtype=np.int64)
+            drop.append(s.repurchase.not_rebought(user).astype(np.int64))
+        if not drop:
+            return _NO_ITEMS
+        return drop[0] if len(drop) == 1 else np.concatenate(drop)
 
 
 def _recent(
@@ -236,25 +266,42 @@ def _recent(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The user's most recent distinct items, newest first, with recency weights in (0, 1]."""
     if len(items) == 0:
-        return items.astype(np.int64), np.zeros(0)
+        return _NO_ITEMS, np.zeros(0)
     # Histories are time-ordered, so the newest events are the tail: no sort needed, and a
     # bounded tail keeps a call's cost flat for customers with thousands of events.
-    tail = slice(max(len(items) - 20 * cfg.recent_items, 0), None)
-    ordered, stamps = items[tail][::-1], times[tail][::-1]
-    _, first = np.unique(ordered, return_index=True)
-    first = np.sort(first)[: cfg.recent_items]
-    age_days = np.maximum(now - stamps[first], 0) / _DAY
-    return ordered[first].astype(np.int64), np.exp2(-age_days / cfg.recency_half_life_days)
+    start = max(len(items) - 20 * cfg.recent_items, 0)
+    if len(items) - start <= 64:
+        # A short tail: a Python pass is several times faster than numpy's unique and sort.
+        seen: set[int] = set()
+        positions: list[int] = []
+        for offset, item in enumerate(reversed(items[start:].tolist())):
+            if item not in seen:
+                seen.add(item)
+                positions.append(len(items) - 1 - offset)
+                if len(positions) == cfg.recent_items:
+                    break
+        picked = np.asarray(positions, dtype=np.int64)
+        chosen, stamps = items[picked].astype(np.int64), times[picked]
+    else:
+        ordered, stamps = items[start:][::-1], times[start:][::-1]
+        _, first = np.unique(ordered, return_index=True)
+        first = np.sort(first)[: cfg.recent_items]
+        chosen, stamps = ordered[first].astype(np.int64), stamps[first]
+    if len(chosen) == 1:
+        # One row's weight cancels when its part is scaled to a maximum of 1; leaving it out
+        # makes the part depend on the item alone, which batch export shares between users.
+        return chosen, _ONE
+    age_days = np.maximum(now - stamps, 0) / _DAY
+    return chosen, np.exp2(-age_days / cfg.recency_half_life_days)
 
 
-def _flat_index(factors: np.ndarray | None) -> Any:
-    if factors is None or len(factors) == 0:
-        return None
-    import faiss
+_NO_SEEDS = np.full(1024, -1, dtype=np.int32)
+_NO_SEEDS.flags.writeable = False
 
-    index = faiss.IndexFlatIP(factors.shape[1])
-    index.add(factors)
-    return index
+
+def _no_seeds(count: int) -> np.ndarray:
+    """A read-only run of -1 seeds (a slice of one shared array: no allocation per call)."""
+    return _NO_SEEDS[:count] if count <= len(_NO_SEEDS) else np.full(count, -1, np.int32)
 
 
 def _empty() -> Ranked:
@@ -264,23 +311,37 @@ def _empty() -> Ranked:
 
 
 def _aggregate(
-    items: np.ndarray, scores: np.ndarray, sources: np.ndarray, seeds: np.ndarray, n: int
-) -> Ranked:
-    if len(items) == 0:
-        return _empty()
-    uniq, inverse = np.unique(items, return_inverse=True)
-    total = np.bincount(inverse, weights=scores)
-    # The item's source is the strategy that contributed the largest share of its score.
-    order = np.lexsort((_PRIORITY[sources], -scores, inverse))
-    first = order[np.r_[True, inverse[order][1:] != inverse[order][:-1]]]
-    best_source = np.empty(len(uniq), dtype=np.int8)
-    best_seed = np.empty(len(uniq), dtype=np.int32)
-    best_source[inverse[first]] = sources[first]
-    best_seed[inverse[first]] = seeds[first]
-    ranked = np.lexsort((uniq, -total))[:n]
-    return Ranked(
-        items=uniq[ranked].astype(np.int32),
-        scores=total[ranked].astype(np.float32),
-        sources=best_source[ranked],
-        seeds=best_seed[ranked],
+    parts: list[_Part], n: int, drop: np.ndarray, keep: Callable[[np.ndarray], np.ndarray] | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sum each item's scores over the parts, filter, rank; the best share names the source."""
+    lengths = [len(p.items) for p in parts]
+    items = np.concatenate([p.items for p in parts])
+    scores = np.concatenate([p.scores for p in parts])
+    sources = np.repeat(np.array([p.source for p in parts], dtype=np.int8), lengths)
+    seeds = np.concatenate([p.seeds for p in parts])
+    # One sort groups each item's entries with its largest share first (ties: the more
+    # specific source, then part order), which is all that naming a source needs.
+    order = np.lexsort((_PRIORITY[sources], -scores, items))
+    grouped = items[order]
+    starts = np.empty(len(grouped), dtype=bool)
+    starts[:1] = True
+    np.not_equal(grouped[1:], grouped[:-1], out=starts[1:])
+    first = order[starts]
+    unique = grouped[starts]
+    total = scores[order].astype(np.float64)
+    if len(unique) < len(items):
+        total = np.add.reduceat(total, np.flatnonzero(starts))
+    # Filters run on the distinct items, after aggregation: fewer to test, same result.
+    mask = member_mask(unique, drop, invert=True) if len(drop) else None
+    if keep is not None:
+        kept = keep(unique)
+        mask = kept if mask is None else mask & kept
+    selected = np.flatnonzero(mask) if mask is not None else np.arange(len(unique))
+    ranked = selected[np.lexsort((unique[selected], -total[selected]))[:n]]
+    best = first[ranked]
+    return (
+        unique[ranked].astype(np.int32),
+        total[ranked].astype(np.float32),
+        sources[best],
+        seeds[best].astype(np.int32),
     )

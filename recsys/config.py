@@ -369,12 +369,18 @@ class BlendConfig:
     recent_items: int = 20
     # half-life in days of a history item's influence on its neighbours.
     recency_half_life_days: float = 30.0
+    # ALS scores this many of the most popular items only (the long tail's factors are noise) ...
+    personal_pool: int = 20_000
+    # ... and proposes this many of them per visitor; the trainer stores that many per user.
+    personal_candidates: int = 90
 
     def __post_init__(self) -> None:
         for name in ("personal", "neighbours", "repurchase", "complementary", "session", "popular"):
             _non_negative(f"blend.{name}", getattr(self, name))
         _positive("blend.recent_items", self.recent_items)
         _positive("blend.recency_half_life_days", self.recency_half_life_days)
+        _positive("blend.personal_pool", self.personal_pool)
+        _positive("blend.personal_candidates", self.personal_candidates)
 
 
 FALLBACK_SOURCES = (

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys.blend import SOURCES
+from recsys.blend import SOURCES, Ranked
 from recsys.models.content import ContentModel
 from recsys.models.popularity import PopularityModel
 from recsys.models.segments import SegmentPopularity
@@ -31,24 +31,36 @@ class Visit:
     new_item_share: float
 
 
-def run_chain(model: ServedModel, visit: Visit, picker: Picker, chain: tuple[str, ...]) -> None:
-    """Fill the picker from each strategy of the chain in turn, then from every item."""
+def run_chain(
+    model: ServedModel, visit: Visit, picker: Picker, chain: tuple[str, ...]
+) -> Ranked | None:
+    """Fill the picker from each strategy of the chain in turn, then from every item.
+
+    Returns the blend's ranked list when the blend ran (its repurchase facts explain items).
+    """
+    blended = None
     for name in chain:
         if picker.full:
-            return
-        _STRATEGIES[name](model, visit, picker)
+            break
+        ranked = _STRATEGIES[name](model, visit, picker)
+        if ranked is not None:
+            blended = ranked
     if not picker.full:
         # The last resort: any item, most popular first (filters still apply).
         order = model.items_by_rank
         picker.offer(order, np.zeros(len(order), dtype=np.float32), "popular")
+    return blended
 
 
-def _blend(model: ServedModel, visit: Visit, picker: Picker) -> None:
+def _blend(model: ServedModel, visit: Visit, picker: Picker) -> Ranked | None:
     if visit.user < 0 and len(visit.session) == 0:
-        return
+        return None
     if visit.new_item_share > 0:
         _new_items(model, visit, picker, share=visit.new_item_share)
-    wanted = picker.n + len(picker.seen) if picker.keep is None else 3 * picker.n
+    # The blend leaves out excluded and filtered items itself; only the category cap may
+    # refuse its items, so only then does it need to propose more than the gap.
+    gap = picker.n - len(picker.items)
+    wanted = 3 * picker.n if picker.cap else gap
     ranked = model.blender.rank(
         visit.user,
         visit.now,
@@ -60,8 +72,9 @@ def _blend(model: ServedModel, visit: Visit, picker: Picker) -> None:
         # call excludes purchases; the blend need not work them out a second time.
         exclude_bought=False,
     )
-    names = np.asarray(SOURCES)[ranked.sources]
+    names = _SOURCE_NAMES[ranked.sources]
     picker.offer(ranked.items, ranked.scores, names, ranked.seeds, filtered=True)
+    return ranked
 
 
 def _segment_popular(model: ServedModel, visit: Visit, picker: Picker) -> None:
@@ -128,7 +141,8 @@ def _categories_of_interest(model: ServedModel, visit: Visit) -> list[int]:
     return seen[:5]
 
 
-_STRATEGIES: dict[str, Callable[[ServedModel, Visit, Picker], None]] = {
+_SOURCE_NAMES = np.asarray(SOURCES)
+_STRATEGIES: dict[str, Callable[[ServedModel, Visit, Picker], Ranked | None]] = {
     "blend": _blend,
     "segment_popular": _segment_popular,
     "category_popular": _category_popular,

@@ -112,18 +112,30 @@ class Picker:
                 source = source[mask]
             if seeds is not None:
                 seeds = seeds[mask]
-        for position, item in enumerate(items.tolist()):
-            if item in self.seen:
-                continue
-            if self.cap:
-                category = int(self.item_category[item])
-                if category >= 0 and self.per_category.get(category, 0) >= self.cap:
+        # Plain Python values per block, not a numpy scalar conversion per item; blocks, since
+        # a long list (every item, as the last resort) is seldom read far.
+        block = max(4 * (stop - len(self.items)), 64)
+        for start in range(0, len(items), block):
+            end = start + block
+            item_list = items[start:end].tolist()
+            score_list = np.asarray(scores[start:end], dtype=np.float64).tolist()
+            if isinstance(source, str):
+                source_list = [source] * len(item_list)
+            else:
+                source_list = source[start:end].tolist()
+            seed_list = [-1] * len(item_list) if seeds is None else seeds[start:end].tolist()
+            for position, item in enumerate(item_list):
+                if item in self.seen:
                     continue
-                self.per_category[category] = self.per_category.get(category, 0) + 1
-            self.seen.add(item)
-            self.items.append(item)
-            self.scores.append(float(scores[position]))
-            self.sources.append(source if isinstance(source, str) else str(source[position]))
-            self.seeds.append(-1 if seeds is None else int(seeds[position]))
-            if len(self.items) >= stop:
-                return
+                if self.cap:
+                    category = int(self.item_category[item])
+                    if category >= 0 and self.per_category.get(category, 0) >= self.cap:
+                        continue
+                    self.per_category[category] = self.per_category.get(category, 0) + 1
+                self.seen.add(item)
+                self.items.append(item)
+                self.scores.append(score_list[position])
+                self.sources.append(source_list[position])
+                self.seeds.append(seed_list[position])
+                if len(self.items) >= stop:
+                    return

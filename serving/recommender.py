@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from recsys.ids import IdMap
+from recsys.models.repurchase import Due
 from recsys.schema import EventType
 from serving.fallback import Visit, run_chain
 from serving.filters import Filters, Picker, keep_mask
@@ -21,8 +21,7 @@ from serving.reasons import reason
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class Recommendation:
+class Recommendation(NamedTuple):
     """One recommended item: the shop's item id, a score, the strategy it came from, and why."""
 
     item_id: Any
@@ -123,13 +122,15 @@ class Recommender:
         if user_id is not None and model.segment_users is not None:
             where = model.segment_users.index_of(user_id)
             segment = int(model.segment_codes[where]) if where >= 0 else -1
-        excluded = model.items.index(list(filters.exclude)) if filters.exclude else np.zeros(0)
-        excluded = excluded[excluded >= 0]
+        excluded: list[int] = []
+        if filters.exclude:
+            found = model.items.index(list(filters.exclude))
+            excluded += found[found >= 0].tolist()
         if filters.exclude_purchased and user >= 0:
-            excluded = np.concatenate([excluded, _not_rebought(model, user)])
+            excluded += _not_rebought(model, user).tolist()
         picker = Picker(
             n,
-            excluded.astype(np.int64).tolist(),
+            excluded,
             keep_mask(
                 model.item_available,
                 model.item_category,
@@ -146,8 +147,8 @@ class Recommender:
             now=model.now() if now is None else int(now),
             new_item_share=cfg.new_item_boost,
         )
-        run_chain(model, visit, picker, cfg.chain)
-        result = self._explain(model, visit, picker)
+        ranked = run_chain(model, visit, picker, cfg.chain)
+        result = self._explain(model, visit, picker, ranked.due if ranked is not None else None)
         result.user_known = user >= 0
         result.unknown_session_items = unknown
         return result
@@ -183,30 +184,31 @@ class Recommender:
         return model, item, Picker(n, [item] if item >= 0 else [], None, model.item_category, 0)
 
     def _explain(
-        self, model: ServedModel, visit: Visit | None, picker: Picker
+        self, model: ServedModel, visit: Visit | None, picker: Picker, due: Due | None = None
     ) -> RecommendationList:
+        """The picked items as the shop's ids, with scores, sources and reasons."""
         result = RecommendationList()
         result.model_version = model.version
         if not picker.items:
             return result
-        items = np.asarray(picker.items, dtype=np.int64)
-        ids = model.items.lookup(items).tolist()
-        seeds = np.asarray(picker.seeds, dtype=np.int64)
-        seed_ids = model.items.lookup(np.where(seeds >= 0, seeds, 0)).tolist()
-        due: dict[int, tuple[float, float]] = {}
-        if visit is not None and "repurchase" in picker.sources:
-            repurchase = model.models["repurchase"]
-            found = repurchase.due(visit.user, visit.now)  # type: ignore[attr-defined]
-            due = {
-                int(i): (float(c), float(d))
-                for i, c, d in zip(found.items, found.cycle_days, found.days_since, strict=True)
+        ids = model.item_ids[picker.items].tolist()
+        # Scores are shown to 6 decimals: more says nothing and bloats every export.
+        scores = np.round(np.asarray(picker.scores), 6).tolist()
+        seeds = picker.seeds
+        seed_ids = model.item_ids[[max(seed, 0) for seed in seeds]].tolist()
+        facts_of: dict[int, dict[str, Any]] = {}
+        if due is not None and len(due) and "repurchase" in picker.sources:
+            cycles, since = due.cycle_days.tolist(), due.days_since.tolist()
+            facts_of = {
+                item: {"cycle_days": cycles[i], "days_since": since[i]}
+                for i, item in enumerate(due.items.tolist())
             }
         for position, item in enumerate(picker.items):
             source = picker.sources[position]
             seed = seed_ids[position] if seeds[position] >= 0 else None
             facts: dict[str, Any] = {}
-            if source == "repurchase" and item in due:
-                facts = {"cycle_days": due[item][0], "days_since": due[item][1]}
+            if source == "repurchase":
+                facts = facts_of.get(item, facts)
             elif source in ("category_popular", "new_item"):
                 facts = {"category": model.category_label(int(model.item_category[item]))}
             elif source == "segment_popular" and visit is not None:
@@ -214,7 +216,7 @@ class Recommender:
             result.append(
                 Recommendation(
                     item_id=ids[position],
-                    score=round(picker.scores[position], 6),
+                    score=scores[position],
                     source=source,
                     reason=reason(source, seed, **facts),
                 )
@@ -224,10 +226,9 @@ class Recommender:
 
 def _not_rebought(model: ServedModel, user: int) -> np.ndarray:
     """Items the user bought that should not come back: those nobody rebuys."""
-    repurchase = model.models.get("repurchase")
+    repurchase = model.blender.strategies.repurchase
     if repurchase is not None:
-        bought, _, _ = repurchase.purchases(user)  # type: ignore[attr-defined]
-        return bought[~repurchase.rebuyable_[bought]]  # type: ignore[attr-defined]
+        return repurchase.not_rebought(user)
     # Without a repurchase model nothing is known to be rebought: leave out every purchase.
     items, events, _ = model.blender.strategies.history.of(user)
     return np.unique(items[events == EventType.PURCHASE])

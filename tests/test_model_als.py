@@ -95,3 +95,15 @@ def test_a_loaded_model_folds_in_like_the_trained_one_whatever_its_loaders_confi
     loaded = ALSModel().load_arrays(trained.arrays())
     items, values = np.array([1, 5, 9]), np.array([1.0, 2.0, 3.0])
     np.testing.assert_allclose(loaded.fold_in(items, values), trained.fold_in(items, values))
+
+
+@pytest.mark.parametrize("items", [3, 20])
+def test_fold_in_of_few_or_many_items_solves_the_same_system(items: int) -> None:
+    model = ALSModel(CONFIG, seed=1).fit(_data())
+    rng = np.random.default_rng(items)
+    chosen = rng.choice(40, size=items, replace=False)
+    values = rng.integers(1, 4, size=items).astype(np.float64)
+    confidence = float(model.alpha_) * values
+    y = model.item_factors_[chosen].astype(np.float64)
+    direct = np.linalg.solve(model.gram_ + (y.T * (confidence - 1.0)) @ y, confidence @ y)
+    np.testing.assert_allclose(model.fold_in(chosen, values), direct, rtol=1e-4, atol=1e-6)

@@ -261,7 +261,9 @@ def test_without_a_refit_the_evaluated_models_are_published_with_their_own_id_ma
     train(_config(tmp_path, training={"retrain_on_all": False}))
     rec = Recommender.load(tmp_path / "models")
     model = rec.model
-    assert model.models["als"].user_factors_.shape[0] == len(model.users)  # type: ignore[attr-defined]
+    candidates = model.blender.strategies.candidates
+    assert candidates is not None and candidates.user_slot.shape[0] == len(model.users)
+    assert model.models["als"].item_factors_.shape[0] == len(model.items)  # type: ignore[attr-defined]
     assert model.models["popularity"].rank_.shape[0] == len(model.items)  # type: ignore[attr-defined]
     assert len(rec.recommend(int(model.users.ids[0]), n=5)) == 5
 

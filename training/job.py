@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from recsys import __version__
 from recsys.blend import SOURCES, Blender, Strategies
+from recsys.candidates import ALSCandidates, popular_pool
 from recsys.config import Config
 from recsys.errors import GateRefusedError, NotEnoughHistoryError
 from recsys.metrics import mean_metrics, ranking_metrics
@@ -368,6 +369,18 @@ def _write(
         for name, model in models.items():
             writer.add_arrays(name, model.arrays())
         steps.done("write")
+        als, popularity = models.get("als"), models["popularity"]
+        if isinstance(als, ALSModel) and isinstance(popularity, PopularityModel):
+            # Serving reads every user's ALS candidates instead of searching them per call.
+            candidates = ALSCandidates.build(
+                als,
+                data.matrix,
+                popular_pool(popularity, config.blend.personal_pool),
+                config.blend.personal_candidates,
+                threads=config.models.als.threads,
+            )
+            writer.add_arrays("als_candidates", candidates.arrays())
+            steps.done("ALS candidates")
         manifest = {
             "engine_version": __version__,
             "config": config.to_dict(),

@@ -14,17 +14,21 @@ class ALSModel(Model):
     """Implicit-feedback matrix factorisation (Hu, Koren & Volinsky 2008) via `implicit`.
 
     Only the factor arrays are kept, never implicit's object; `fold_in` personalises a user
-    who was not in the training data from their fresh history.
+    who was not in the training data from their fresh history. `user_factors_` exists after
+    `fit` but is not saved: serving reads each user's candidates from the trainer's
+    `ALSCandidates` instead (recsys/candidates.py), which is both faster and smaller.
     """
 
     name = "als"
     # gram_ (YᵀY + λI) and alpha_ travel with the factors, so that a loaded model folds users
     # in exactly as the trained one would, whatever configuration the loader has.
-    learned = ("user_factors_", "item_factors_", "gram_", "alpha_")
+    learned = ("item_factors_", "gram_", "alpha_")
 
     def __init__(self, config: ALSConfig | None = None, seed: int = 0) -> None:
         self.config = config or ALSConfig()
         self.seed = seed
+
+    _gram_inverse: np.ndarray | None = None
 
     def fit(self, data: FitData, init_item_factors: np.ndarray | None = None) -> ALSModel:
         """Factorise the confidence matrix; BLAS is held at one thread as implicit advises.
@@ -54,6 +58,7 @@ class ALSModel(Model):
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
         y = self.item_factors_.astype(np.float64)
         self.gram_ = y.T @ y + cfg.regularization * np.eye(cfg.factors)
+        self._gram_inverse = None
         self.alpha_ = np.asarray(cfg.alpha, dtype=np.float64)
         users = np.zeros((matrix.shape[0], cfg.factors), dtype=np.float32)
         users[core] = model.user_factors
@@ -69,19 +74,35 @@ class ALSModel(Model):
             items = matrix.indices[matrix.indptr[single]]
             c = float(self.alpha_) * matrix.data[matrix.indptr[single]].astype(np.float64)
             y = self.item_factors_[items].astype(np.float64)
-            g_inv_y = y @ np.linalg.inv(self.gram_)
+            g_inv_y = y @ self.gram_inverse
             s = np.einsum("ij,ij->i", g_inv_y, y)
             self.user_factors_[single] = (c / (1.0 + (c - 1.0) * s))[:, None] * g_inv_y
         for user in np.flatnonzero((per_user > 1) & (per_user < self.config.min_user_items)):
             lo, hi = matrix.indptr[user], matrix.indptr[user + 1]
             self.user_factors_[user] = self.fold_in(matrix.indices[lo:hi], matrix.data[lo:hi])
 
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> ALSModel:
+        """Restore learned state from arrays(); return self."""
+        self._gram_inverse = None
+        return super().load_arrays(arrays)
+
     def user_vector(self, user: int) -> np.ndarray | None:
-        """Return a known user's factor vector, or None for an unknown index."""
+        """Return a known user's factor vector, or None for an unknown index or a loaded model."""
         self.check_fitted()
-        if 0 <= user < len(self.user_factors_):
-            return self.user_factors_[user]
+        users = getattr(self, "user_factors_", None)
+        if users is not None and 0 <= user < len(users):
+            return np.asarray(users[user])
         return None
+
+    @property
+    def gram_inverse(self) -> np.ndarray:
+        """(YᵀY + λI)⁻¹, computed once: fold-in of a few items is then a small solve."""
+        self.check_fitted()
+        inverse = getattr(self, "_gram_inverse", None)
+        if inverse is None:
+            inverse = np.linalg.inv(self.gram_)
+            self._gram_inverse = inverse
+        return inverse
 
     def fold_in(self, items: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Return the user vector that ALS would give a user with these (item, matrix value)s.
@@ -99,9 +120,20 @@ class ALSModel(Model):
             return np.zeros(factors, dtype=np.float32)
         confidence = float(self.alpha_) * values
         yi = self.item_factors_[items].astype(np.float64)
-        a = self.gram_ + (yi.T * (confidence - 1.0)) @ yi
         b = confidence @ yi
-        return np.linalg.solve(a, b).astype(np.float32)
+        if len(items) >= factors:
+            a = self.gram_ + (yi.T * (confidence - 1.0)) @ yi
+            return np.linalg.solve(a, b).astype(np.float32)
+        # Few items (a visit): Woodbury's identity turns the factors x factors solve into one of
+        # len(items) x len(items), about twice as fast; items with confidence 1 change nothing.
+        g_inv = self.gram_inverse
+        x = g_inv @ b
+        low = confidence != 1.0
+        if low.any():
+            y, d = yi[low], confidence[low] - 1.0
+            gy = g_inv @ y.T
+            x -= gy @ np.linalg.solve(np.diag(1.0 / d) + y @ gy, y @ x)
+        return x.astype(np.float32)
 
     def scores(self, user_vector: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
         """Return predicted preference of a user vector for the given items (default: all)."""

@@ -87,10 +87,14 @@ class Model:
 
     def check_fitted(self) -> None:
         """Raise NotFittedError unless the model has been fitted."""
+        # Serving calls this on every request; once fitted, a model stays fitted.
+        if self.__dict__.get("_fitted_checked"):
+            return
         if not self.is_fitted:
             raise NotFittedError(
                 f"{type(self).__name__} is not fitted yet; call fit() or load its arrays first"
             )
+        self._fitted_checked = True
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Every learned array by name, for saving without pickle."""
@@ -137,9 +141,14 @@ def take_ranked(
     exclude = np.asarray(exclude).ravel()
     # At most len(exclude) of the list can be skipped, so only that much more is looked at.
     head = items[: n + len(exclude)]
-    if len(head) * len(exclude) <= 4096:
-        # For a few items a direct comparison is several times faster than np.isin.
-        keep = (head[:, None] != exclude[None, :]).all(axis=1)
-    else:
-        keep = ~np.isin(head, exclude)
+    keep = member_mask(head, exclude, invert=True)
     return head[keep][:n], scores[: len(head)][keep][:n]
+
+
+def member_mask(values: np.ndarray, among: np.ndarray, invert: bool = False) -> np.ndarray:
+    """Return which values are in `among` (or are not, with invert), like np.isin."""
+    if len(values) * len(among) <= 4096:
+        # For a few items a direct comparison is several times faster than np.isin.
+        equal = values[:, None] == among[None, :]
+        return ~equal.any(axis=1) if invert else equal.any(axis=1)
+    return np.isin(values, among, invert=invert)

@@ -62,33 +62,46 @@ class ItemNeighbours(Model):
 def sum_rows(
     matrix: sp.csr_matrix, rows: np.ndarray, weights: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return (columns, sums, seeds) of the weighted sum of the given CSR rows.
+    """Return (columns, sums, seeds) of the weighted sum of the given CSR rows, in any order.
 
-    A column's seed is the row that contributed most to its sum: the item a recommendation
-    is "because of".
+    A column's seed is the row that contributed most to its sum (the earlier row on a tie):
+    the item a recommendation is "because of".
     """
-    empty = (np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32), _NO_SEEDS)
     rows = np.asarray(rows, dtype=np.int64)
-    valid = (rows >= 0) & (rows < matrix.shape[0])
-    rows, weights = rows[valid], np.asarray(weights, dtype=np.float32)[valid]
+    weights = np.asarray(weights, dtype=np.float32)
     if len(rows) == 0:
-        return empty
-    starts, ends = matrix.indptr[rows], matrix.indptr[rows + 1]
-    lengths = ends - starts
+        return _EMPTY
+    valid = (rows >= 0) & (rows < matrix.shape[0])
+    if not valid.all():
+        rows, weights = rows[valid], weights[valid]
+    if len(rows) == 1:
+        # A CSR row's columns are distinct: nothing to group.
+        lo, hi = int(matrix.indptr[rows[0]]), int(matrix.indptr[rows[0] + 1])
+        return (
+            matrix.indices[lo:hi],
+            matrix.data[lo:hi] * weights[0],
+            np.full(hi - lo, rows[0], dtype=np.int32),
+        )
+    starts = matrix.indptr[rows]
+    lengths = matrix.indptr[rows + 1] - starts
     total = int(lengths.sum())
     if total == 0:
-        return empty
+        return _EMPTY
     # Positions of every stored entry of the chosen rows, without a loop over rows.
     offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
     cols = matrix.indices[offsets]
     vals = matrix.data[offsets] * np.repeat(weights, lengths)
-    uniq, inverse = np.unique(cols, return_inverse=True)
-    sums = np.bincount(inverse, weights=vals).astype(np.float32)
-    order = np.lexsort((-vals, inverse))
-    first = order[np.r_[True, inverse[order][1:] != inverse[order][:-1]]]
-    seeds = np.empty(len(uniq), dtype=np.int32)
-    seeds[inverse[first]] = np.repeat(rows, lengths)[first]
-    return uniq.astype(np.int32), sums, seeds
+    # One sort groups each column's entries, largest first (stable: earlier rows win ties).
+    order = np.lexsort((-vals, cols))
+    grouped = cols[order]
+    starts_of = np.empty(total, dtype=bool)
+    starts_of[0] = True
+    np.not_equal(grouped[1:], grouped[:-1], out=starts_of[1:])
+    group = np.empty(total, dtype=np.int64)
+    group[order] = np.cumsum(starts_of) - 1
+    sums = np.bincount(group, weights=vals).astype(np.float32)
+    first = order[starts_of]
+    return grouped[starts_of], sums, np.repeat(rows, lengths)[first].astype(np.int32)
 
 
-_NO_SEEDS = np.zeros(0, dtype=np.int32)
+_EMPTY = (np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int32))

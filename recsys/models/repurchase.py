@@ -56,15 +56,18 @@ class Due:
     @classmethod
     def empty(cls) -> Due:
         """Return a Due with no items."""
-        return cls(
-            items=np.empty(0, dtype=np.int32),
-            scores=np.empty(0, dtype=np.float32),
-            cycle_days=np.empty(0, dtype=np.float32),
-            days_since=np.empty(0, dtype=np.float32),
-        )
+        return _NOTHING_DUE
 
     def __len__(self) -> int:
         return len(self.items)
+
+
+_NOTHING_DUE = Due(
+    items=np.empty(0, dtype=np.int32),
+    scores=np.empty(0, dtype=np.float32),
+    cycle_days=np.empty(0, dtype=np.float32),
+    days_since=np.empty(0, dtype=np.float32),
+)
 
 
 class RepurchaseModel(Model):
@@ -246,6 +249,14 @@ class RepurchaseModel(Model):
             cycle_days=cycle[chosen].astype(np.float32),
             days_since=days[chosen].astype(np.float32),
         )
+
+    def not_rebought(self, user: int) -> np.ndarray:
+        """Return the items the user bought that nobody rebuys (a fridge, not coffee)."""
+        self.check_fitted()
+        if not 0 <= user < len(self.pairs_indptr_) - 1:
+            return np.empty(0, np.int32)
+        bought = self.pairs_item_[self.pairs_indptr_[user] : self.pairs_indptr_[user + 1]]
+        return bought[~self.rebuyable_[bought]] if len(bought) else bought
 
     def purchases(self, user: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Return (items, last occasion time, occasions) of everything the user bought and kept."""

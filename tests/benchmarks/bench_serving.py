@@ -47,17 +47,19 @@ def _ensure_model() -> Path:
     return MODELS
 
 
-def _percentiles(seconds: list[float]) -> str:
-    ms = np.asarray(seconds) * 1000
-    return (
-        f"p50 {np.percentile(ms, 50):.3f} ms, p99 {np.percentile(ms, 99):.3f} ms, "
-        f"mean {ms.mean():.3f} ms"
-    )
+def _summary(runs: list[list[float]]) -> str:
+    """Median over repeats of each repeat's p50, p99 and mean, in ms."""
+    ms = [np.asarray(r) * 1000 for r in runs]
+    p50 = np.median([np.percentile(r, 50) for r in ms])
+    p99 = np.median([np.percentile(r, 99) for r in ms])
+    mean = np.median([r.mean() for r in ms])
+    return f"p50 {p50:.3f} ms, p99 {p99:.3f} ms, mean {mean:.3f} ms"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3, help="repeats; medians are reported")
     args = parser.parse_args()
     from serving import Recommender
 
@@ -66,14 +68,18 @@ def main() -> None:
     started = time.perf_counter()
     rec = Recommender.load(root)
     load_s = time.perf_counter() - started
+    rss_loaded = peak_rss_mb()
     model = rec.model
     rng = np.random.default_rng(0)
-    history = model.blender.strategies.history
-    known = model.users.ids[rng.integers(0, len(model.users), args.calls)]
+    known = [int(u) for u in model.users.ids[rng.integers(0, len(model.users), args.calls)]]
     popular = model.models["popularity"].popular_[:50_000]  # type: ignore[attr-defined]
     item_ids = model.items.lookup(popular)
-    sessions = [list(rng.choice(item_ids, size=int(rng.integers(1, 6)))) for _ in range(args.calls)]
-    del history
+
+    def visits(low: int, high: int) -> list[list[object]]:
+        sizes = rng.integers(low, high + 1, size=args.calls)
+        return [list(rng.choice(item_ids, size=int(size))) for size in sizes]
+
+    mixed, single, several = visits(1, 5), visits(1, 1), visits(2, 5)
 
     def timed(call: object, inputs: list[object]) -> list[float]:
         out = []
@@ -83,27 +89,42 @@ def main() -> None:
             out.append(time.perf_counter() - t)
         return out
 
-    rec.recommend(int(known[0]), 10)  # warm up
-    rows = {
-        "recommend, known user": timed(lambda u: rec.recommend(int(u), 10), list(known)),
-        "recommend, anonymous session of 1-5 items": timed(
-            lambda s: rec.recommend(None, 10, session_items=s), sessions
+    first = timed(lambda s: rec.recommend(None, 10, session_items=s), several[:1])[0]
+    cases = {
+        "recommend, known user": (lambda u: rec.recommend(u, 10), known),
+        "recommend, anonymous session of 1-5 items": (
+            lambda s: rec.recommend(None, 10, session_items=s),
+            mixed,
         ),
-        "recommend, known user + session": timed(
-            lambda us: rec.recommend(int(us[0]), 10, session_items=us[1]),
-            list(zip(known, sessions, strict=True)),
+        "recommend, anonymous session of 1 item": (
+            lambda s: rec.recommend(None, 10, session_items=s),
+            single,
         ),
-        "recommend, unknown user": timed(lambda u: rec.recommend(-1 - int(u), 10), list(known)),
-        "similar_items": timed(lambda i: rec.similar_items(i, 10), list(item_ids[: args.calls])),
+        "recommend, anonymous session of 2-5 items": (
+            lambda s: rec.recommend(None, 10, session_items=s),
+            several,
+        ),
+        "recommend, known user + session of 1-5 items": (
+            lambda us: rec.recommend(us[0], 10, session_items=us[1]),
+            list(zip(known, mixed, strict=True)),
+        ),
+        "recommend, unknown user": (lambda u: rec.recommend(-1 - u, 10), known),
+        "similar_items": (lambda i: rec.similar_items(i, 10), list(item_ids[: args.calls])),
     }
+    runs: dict[str, list[list[float]]] = {name: [] for name in cases}
+    for _ in range(args.repeat):
+        for name, (call, inputs) in cases.items():
+            runs[name].append(timed(call, inputs))
     print(f"model {model.version}: {len(model.users):,} users, {len(model.items):,} items")
     print(
-        f"Recommender.load: {load_s:.2f} s; peak RSS {peak_rss_mb():,.0f} MB "
-        f"(process before load {rss_before:,.0f} MB)"
+        f"Recommender.load: {load_s:.2f} s; first anonymous call after it {first * 1000:.2f} ms; "
+        f"RSS of the loaded model {rss_loaded - rss_before:,.0f} MB "
+        f"(process {rss_loaded:,.0f} MB)"
     )
-    print("| call | single thread |\n|---|---|")
-    for name, seconds in rows.items():
-        print(f"| {name} | {_percentiles(seconds)} |")
+    print(f"| call ({args.calls:,} calls, median of {args.repeat} runs) | single thread |")
+    print("|---|---|")
+    for name, seconds in runs.items():
+        print(f"| {name} | {_summary(seconds)} |")
 
     count = [0, 0]
     stop = time.perf_counter() + 10.0
@@ -111,7 +132,7 @@ def main() -> None:
     def worker(slot: int) -> None:
         i = slot
         while time.perf_counter() < stop:
-            rec.recommend(int(known[i % len(known)]), 10)
+            rec.recommend(known[i % len(known)], 10)
             count[slot] += 1
             i += 2
 
