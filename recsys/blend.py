@@ -337,6 +337,11 @@ def _aggregate(
         kept = keep(unique)
         mask = kept if mask is None else mask & kept
     selected = np.flatnonzero(mask) if mask is not None else np.arange(len(unique))
+    if len(selected) > 2 * n:
+        # Only the top n are ranked: cut at the n-th best total, keeping every tie at the cut.
+        totals = total[selected]
+        cut = -np.partition(-totals, n - 1)[n - 1]
+        selected = selected[totals >= cut]
     ranked = selected[np.lexsort((unique[selected], -total[selected]))[:n]]
     best = first[ranked]
     return (

@@ -100,7 +100,7 @@ class Picker:
     ) -> None:
         """Add ranked candidates in order until the list has `upto` (default n) items.
 
-        `filtered`: keep() already ran on the candidates.
+        `filtered`: keep() already ran on the candidates, which are distinct and not excluded.
         """
         stop = self.n if upto is None else min(upto, self.n)
         if len(self.items) >= stop or len(items) == 0:
@@ -112,6 +112,18 @@ class Picker:
                 source = source[mask]
             if seeds is not None:
                 seeds = seeds[mask]
+        if filtered and not self.cap:
+            # Candidates the filters and exclude set already passed, and no cap: take them.
+            take = stop - len(self.items)
+            picked = items[:take].tolist()
+            self.seen.update(picked)
+            self.items += picked
+            self.scores += np.asarray(scores[:take], dtype=np.float64).tolist()
+            self.sources += (
+                [source] * len(picked) if isinstance(source, str) else source[:take].tolist()
+            )
+            self.seeds += [-1] * len(picked) if seeds is None else seeds[:take].tolist()
+            return
         # Plain Python values per block, not a numpy scalar conversion per item; blocks, since
         # a long list (every item, as the last resort) is seldom read far.
         block = max(4 * (stop - len(self.items)), 64)

@@ -19,6 +19,7 @@ from serving.model import ServedModel
 from serving.reasons import reason
 
 log = logging.getLogger(__name__)
+_NO_SESSION = np.zeros(0, dtype=np.int64)
 
 
 class Recommendation(NamedTuple):
@@ -117,39 +118,15 @@ class Recommender:
         # A handful of ids: one lookup each beats building a pandas index for the list.
         session = np.array([model.items.index_of(i) for i in session_ids], dtype=np.int64)
         unknown = tuple(i for i, idx in zip(session_ids, session, strict=True) if idx < 0)
-        session = session[session >= 0].astype(np.int64)
-        segment = -1
-        if user_id is not None and model.segment_users is not None:
-            where = model.segment_users.index_of(user_id)
-            segment = int(model.segment_codes[where]) if where >= 0 else -1
-        excluded: list[int] = []
-        if filters.exclude:
-            found = model.items.index(list(filters.exclude))
-            excluded += found[found >= 0].tolist()
-        if filters.exclude_purchased and user >= 0:
-            excluded += _not_rebought(model, user).tolist()
-        picker = Picker(
+        result = answer(
+            model,
+            user,
+            user_id,
             n,
-            excluded,
-            keep_mask(
-                model.item_available,
-                model.item_category,
-                _category_codes(model, filters.categories),
-                bool(filters.available_only),
-            ),
-            model.item_category,
-            int(filters.max_per_category or 0),
+            filters,
+            model.now() if now is None else int(now),
+            session[session >= 0].astype(np.int64),
         )
-        visit = Visit(
-            user=user,
-            session=session,
-            segment=segment,
-            now=model.now() if now is None else int(now),
-            new_item_share=cfg.new_item_boost,
-        )
-        ranked = run_chain(model, visit, picker, cfg.chain)
-        result = self._explain(model, visit, picker, ranked.due if ranked is not None else None)
-        result.user_known = user >= 0
         result.unknown_session_items = unknown
         return result
 
@@ -165,7 +142,7 @@ class Recommender:
             # New items have no co-occurrence yet: their catalogue neighbours stand in.
             items, scores = content.similar(item, n + 1)  # type: ignore[attr-defined]
             picker.offer(items, scores, "content", np.full(len(items), item))
-        return self._explain(model, None, picker)
+        return explain(model, None, picker)
 
     def complementary_items(self, item_id: Any, n: int = 10) -> RecommendationList:
         """'Frequently bought together': the item's complements (may be fewer than n)."""
@@ -174,7 +151,7 @@ class Recommender:
         if item >= 0 and copurchase is not None:
             items, scores = copurchase.complements(item, n)  # type: ignore[attr-defined]
             picker.offer(items, scores, "complements", np.full(len(items), item))
-        return self._explain(model, None, picker)
+        return explain(model, None, picker)
 
     def _product_page(self, item_id: Any, n: int) -> tuple[ServedModel, int, Picker]:
         """The model, the item's index (-1: unknown) and a picker that leaves the item out."""
@@ -183,45 +160,103 @@ class Recommender:
         item = model.items.index_of(_check_id(item_id, model.items))
         return model, item, Picker(n, [item] if item >= 0 else [], None, model.item_category, 0)
 
-    def _explain(
-        self, model: ServedModel, visit: Visit | None, picker: Picker, due: Due | None = None
-    ) -> RecommendationList:
-        """The picked items as the shop's ids, with scores, sources and reasons."""
-        result = RecommendationList()
-        result.model_version = model.version
-        if not picker.items:
-            return result
-        ids = model.item_ids[picker.items].tolist()
-        # Scores are shown to 6 decimals: more says nothing and bloats every export.
-        scores = np.round(np.asarray(picker.scores), 6).tolist()
-        seeds = picker.seeds
-        seed_ids = model.item_ids[[max(seed, 0) for seed in seeds]].tolist()
-        facts_of: dict[int, dict[str, Any]] = {}
-        if due is not None and len(due) and "repurchase" in picker.sources:
-            cycles, since = due.cycle_days.tolist(), due.days_since.tolist()
-            facts_of = {
-                item: {"cycle_days": cycles[i], "days_since": since[i]}
-                for i, item in enumerate(due.items.tolist())
-            }
-        for position, item in enumerate(picker.items):
-            source = picker.sources[position]
-            seed = seed_ids[position] if seeds[position] >= 0 else None
-            facts: dict[str, Any] = {}
-            if source == "repurchase":
-                facts = facts_of.get(item, facts)
-            elif source in ("category_popular", "new_item"):
-                facts = {"category": model.category_label(int(model.item_category[item]))}
-            elif source == "segment_popular" and visit is not None:
-                facts = {"segment": model.segment_labels[visit.segment]}
-            result.append(
-                Recommendation(
-                    item_id=ids[position],
-                    score=scores[position],
-                    source=source,
-                    reason=reason(source, seed, **facts),
-                )
-            )
+
+def answer(
+    model: ServedModel,
+    user: int,
+    user_id: Any,
+    n: int,
+    filters: Filters,
+    now: int,
+    session: np.ndarray = _NO_SESSION,
+) -> RecommendationList:
+    """The list for a visitor already resolved to model indices (user -1: not in the model).
+
+    `filters` must be resolved against the serving defaults. Recommender.recommend and batch
+    export both answer through here, so they agree by construction.
+    """
+    segment = -1
+    if user_id is not None and model.segment_users is not None:
+        where = model.segment_users.index_of(user_id)
+        segment = int(model.segment_codes[where]) if where >= 0 else -1
+    excluded: list[int] = []
+    if filters.exclude:
+        found = model.items.index(list(filters.exclude))
+        excluded += found[found >= 0].tolist()
+    if filters.exclude_purchased and user >= 0:
+        excluded += _not_rebought(model, user).tolist()
+    picker = Picker(
+        n,
+        excluded,
+        keep_mask(
+            model.item_available,
+            model.item_category,
+            _category_codes(model, filters.categories),
+            bool(filters.available_only),
+        ),
+        model.item_category,
+        int(filters.max_per_category or 0),
+    )
+    visit = Visit(
+        user=user,
+        session=session,
+        segment=segment,
+        now=now,
+        new_item_share=model.serving.new_item_boost,
+    )
+    ranked = run_chain(model, visit, picker, model.serving.chain)
+    result = explain(model, visit, picker, ranked.due if ranked is not None else None)
+    result.user_known = user >= 0
+    return result
+
+
+def explain(
+    model: ServedModel, visit: Visit | None, picker: Picker, due: Due | None = None
+) -> RecommendationList:
+    """The picked items as the shop's ids, with scores, sources and reasons."""
+    result = RecommendationList()
+    result.model_version = model.version
+    if not picker.items:
         return result
+    ids = model.item_ids[picker.items].tolist()
+    # Scores are shown to 6 decimals: more says nothing and bloats every export.
+    scores = np.round(np.asarray(picker.scores), 6).tolist()
+    seeds = picker.seeds
+    seed_ids = model.item_ids[[max(seed, 0) for seed in seeds]].tolist()
+    facts_of: dict[int, dict[str, Any]] = {}
+    if due is not None and len(due) and "repurchase" in picker.sources:
+        cycles, since = due.cycle_days.tolist(), due.days_since.tolist()
+        facts_of = {
+            item: {"cycle_days": cycles[i], "days_since": since[i]}
+            for i, item in enumerate(due.items.tolist())
+        }
+    for position, item in enumerate(picker.items):
+        source = picker.sources[position]
+        seed = seed_ids[position] if seeds[position] >= 0 else None
+        facts: dict[str, Any] = {}
+        if source == "repurchase":
+            facts = facts_of.get(item, facts)
+        elif source in ("category_popular", "new_item"):
+            facts = {"category": model.category_label(int(model.item_category[item]))}
+        elif source == "segment_popular" and visit is not None:
+            facts = {"segment": model.segment_labels[visit.segment]}
+        text = reason(source, seed, **facts) if facts else _plain_reason(source, seed)
+        result.append(Recommendation(ids[position], scores[position], source, text))
+    return result
+
+
+_REASONS: dict[tuple[str, Any], str] = {}
+
+
+def _plain_reason(source: str, seed: Any) -> str:
+    """reason(source, seed), remembered: the same few texts recur on every call."""
+    key = (source, seed)
+    text = _REASONS.get(key)
+    if text is None:
+        text = reason(source, seed)
+        if len(_REASONS) < 1_000_000:  # bounded: one entry per seed item at most, in practice
+            _REASONS[key] = text
+    return text
 
 
 def _not_rebought(model: ServedModel, user: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The `recsys` command: a thin face over the trainer (and, later, serving's export)."""
+"""The `recsys` command: a thin face over the trainer and serving (recommend, export)."""
 
 from __future__ import annotations
 
@@ -87,6 +87,34 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--n", type=int, default=10)
     rec.set_defaults(run=_recommend)
 
+    exp = sub.add_parser(
+        "export", help="write every user's recommendation list (as serving gives it) to a file"
+    )
+    exp.add_argument("--models", required=True, type=Path, help="the model directory")
+    exp.add_argument("--out", required=True, type=Path, help="output file (.parquet/.csv/.jsonl)")
+    exp.add_argument("--n", type=int, default=20, help="items per user (default 20)")
+    exp.add_argument("--users", type=Path, help="file of user ids (default: every known user)")
+    exp.add_argument("--format", choices=["parquet", "csv", "jsonl"], help="default: from --out")
+    exp.add_argument("--segment", help="only users of this segment (serving.segment_by)")
+    exp.add_argument("--categories", help="comma-separated category ids to restrict lists to")
+    exp.add_argument("--max-per-category", type=int, help="at most this many items a category")
+    exp.add_argument(
+        "--available-only",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="leave out unavailable items (default: serving.available_only)",
+    )
+    exp.add_argument(
+        "--exclude-purchased",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="leave out bought items nobody rebuys (default: serving.exclude_purchased)",
+    )
+    exp.add_argument("--workers", type=int, help="processes (default: one per core)")
+    exp.add_argument("--chunk-size", type=int, default=20_000, help="users per task")
+    exp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    exp.set_defaults(run=_export)
+
     synth = sub.add_parser(
         "synth", help="write the seeded shop-scale synthetic log (RetailRocket format)"
     )
@@ -149,6 +177,37 @@ def _recommend(args: argparse.Namespace) -> int:
     _print_list(f"for {who} (model {result.model_version})", result)
     if result.unknown_session_items:
         print(f"  ignored unknown session items: {list(result.unknown_session_items)}")
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    from serving.export import export
+    from serving.filters import Filters
+
+    categories = None
+    if args.categories:
+        categories = tuple(
+            int(c) if c.lstrip("-").isdigit() else c for c in args.categories.split(",")
+        )
+    filters = Filters(
+        categories=categories,
+        available_only=args.available_only,
+        exclude_purchased=args.exclude_purchased,
+        max_per_category=args.max_per_category,
+    )
+    summary = export(
+        args.models,
+        args.out,
+        args.n,
+        users=args.users,
+        fmt=args.format,
+        filters=filters,
+        segment=args.segment,
+        workers=args.workers,
+        chunk_size=args.chunk_size,
+        progress=not args.no_progress,
+    )
+    print(summary.format_text())
     return EXIT_OK
 
 

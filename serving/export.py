@@ -1,0 +1,457 @@
+"""Batch export: every user's list exactly as `Recommender.recommend` gives it, in bulk.
+
+`recommend_chunk(model, user_ids, n, filters, now)` is a pure function of a loaded model and a
+chunk of users, returning an Arrow table; `export()` runs it over every user in worker
+processes and streams the tables into one Parquet, CSV or JSON-lines file. A shop that
+outgrows one machine can run the same chunk function on Spark or Ray partitions.
+
+Speed comes from sharing, not from a second recommender: a user whose whole history is one
+item (and no purchase) gets a list that depends only on that item, whether they carted it and
+their segment, so users sharing those are answered once per chunk. Users are ordered so that
+such users sit next to each other.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from recsys.errors import RecsysError
+from recsys.schema import EventType
+from serving.filters import Filters
+from serving.model import ServedModel
+from serving.recommender import _check_n, answer
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("user_id", "rank", "item_id", "score", "source", "reason", "model_version")
+FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
+_PURCHASE, _CART = int(EventType.PURCHASE), int(EventType.CART)
+
+
+class ExportError(RecsysError):
+    """The export cannot start: a bad output path, users file or option."""
+
+
+@dataclass
+class ExportSummary:
+    """What an export wrote, and how long each phase took."""
+
+    path: Path
+    format: str
+    model_version: str
+    users: int
+    unknown_users: int
+    rows: int
+    by_source: dict[str, int]
+    seconds: float
+    phases: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def users_per_second(self) -> float:
+        """Users exported per second of the whole run."""
+        return self.users / self.seconds if self.seconds > 0 else float("inf")
+
+    def format_text(self) -> str:
+        """A short report for the terminal."""
+        lines = [
+            f"exported {self.users:,} users ({self.unknown_users:,} unknown to model "
+            f"{self.model_version}, given fallback lists), {self.rows:,} rows, to {self.path} "
+            f"({self.format}) in {self.seconds:.1f} s, {self.users_per_second:,.0f} users/s",
+            "  rows by source: "
+            + ", ".join(f"{k} {v:,}" for k, v in sorted(self.by_source.items(), key=_by_count)),
+            "  phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in self.phases.items()),
+        ]
+        return "\n".join(lines)
+
+
+def _by_count(pair: tuple[str, int]) -> tuple[int, str]:
+    return -pair[1], pair[0]
+
+
+def recommend_chunk(
+    model: ServedModel, user_ids: Sequence[Any] | np.ndarray, n: int, filters: Filters, now: int
+) -> pa.Table:
+    """The rows of `COLUMNS` for a chunk of users: for each, what recommend(user, n) gives.
+
+    `filters` are resolved against the model's serving defaults here; `now` is the model
+    clock for the whole export, so that every chunk answers at the same time.
+    """
+    n = _check_n(n, model.serving.max_n)
+    filters = filters.resolved(model.serving)
+    ids = np.asarray(user_ids)
+    users = model.users.index(ids).astype(np.int64) if len(ids) else np.zeros(0, np.int64)
+    keys = share_keys(model, users, ids)
+    out_users: list[Any] = []
+    ranks: list[int] = []
+    items: list[Any] = []
+    scores: list[float] = []
+    sources: list[str] = []
+    reasons: list[str] = []
+    shared: dict[int, tuple[list[Any], ...]] = {}
+    rank_numbers = list(range(1, n + 1))
+    for user_id, user, key in zip(ids.tolist(), users.tolist(), keys.tolist(), strict=True):
+        columns = shared.get(key) if key >= 0 else None
+        if columns is None:
+            found = answer(model, user, user_id, n, filters, now)
+            columns = tuple(map(list, zip(*found, strict=True))) if found else ([], [], [], [])
+            if key >= 0:
+                shared[key] = columns
+        count = len(columns[0])
+        out_users.extend([user_id] * count)
+        ranks.extend(rank_numbers[:count])
+        items.extend(columns[0])
+        scores.extend(columns[1])
+        sources.extend(columns[2])
+        reasons.extend(columns[3])
+    return pa.table(
+        {
+            "user_id": pa.array(out_users, type=_id_type(model.users.dtype)),
+            "rank": pa.array(ranks, type=pa.int16()),
+            "item_id": pa.array(items, type=_id_type(model.items.dtype)),
+            "score": pa.array(scores, type=pa.float64()),
+            "source": pa.array(sources, type=pa.string()),
+            "reason": pa.array(reasons, type=pa.string()),
+            "model_version": pa.array([model.version] * len(items), type=pa.string()),
+        }
+    )
+
+
+def share_keys(model: ServedModel, users: np.ndarray, user_ids: np.ndarray) -> np.ndarray:
+    """Per user, a key shared by users who must get the same list, or -1 (answer alone).
+
+    Shared: known users whose history is one item, never bought, whose ALS candidates are the
+    item's list; the key is (item, carted?, segment). Everything their list depends on is then
+    the same: neighbours and complements of the one item (its weight cancels in scaling), no
+    due repurchases, nothing bought to leave out.
+    """
+    keys = np.full(len(users), -1, dtype=np.int64)
+    known = np.flatnonzero(users >= 0)
+    if len(known) == 0:
+        return keys
+    history = model.blender.strategies.history
+    rows = users[known]
+    starts, ends = history.indptr[rows], history.indptr[rows + 1]
+    lengths = ends - starts
+    has = lengths > 0
+    known, rows, starts, lengths = known[has], rows[has], starts[has], lengths[has]
+    if len(known) == 0:
+        return keys
+    offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+    first = history.items[starts].astype(np.int64)
+    row_starts = np.cumsum(lengths) - lengths
+    events = history.events[offsets]
+    other = np.add.reduceat(history.items[offsets] != np.repeat(first, lengths), row_starts)
+    bought = np.add.reduceat(events == _PURCHASE, row_starts)
+    carted = np.add.reduceat(events == _CART, row_starts) > 0
+    ok = (other == 0) & (bought == 0)
+    candidates = model.blender.strategies.candidates
+    if candidates is not None:
+        ok &= candidates.user_slot[rows] == -1 - first
+    segments = np.full(len(known), -1, dtype=np.int64)
+    if model.segment_users is not None:
+        where = model.segment_users.index(user_ids[known])
+        segments = np.where(where >= 0, model.segment_codes[np.maximum(where, 0)], -1)
+    n_segments = len(model.segment_labels) + 1
+    key = (first * 2 + carted) * n_segments + segments + 1
+    keys[known[ok]] = key[ok]
+    return keys
+
+
+def export(
+    models: str | Path,
+    out: str | Path,
+    n: int = 20,
+    *,
+    users: str | Path | Sequence[Any] | None = None,
+    fmt: str | None = None,
+    filters: Filters | None = None,
+    segment: str | None = None,
+    now: int | None = None,
+    workers: int | None = None,
+    chunk_size: int = 20_000,
+    progress: bool = True,
+) -> ExportSummary:
+    """Write every user's top-n list (or those of `users`) to `out`; return a summary.
+
+    `users` is a file of ids (one per line, or a `user_id` column in CSV/Parquet) or a list;
+    by default every user the model knows. The file appears under its name only when complete.
+    """
+    started = time.perf_counter()
+    phases: dict[str, float] = {}
+    out = Path(out)
+    fmt = _format_of(out, fmt)
+    if chunk_size < 1:
+        raise ExportError(f"chunk_size must be at least 1 (got {chunk_size})")
+    filters = filters or Filters()
+    tmp = _writable_temp(out)
+    try:
+        model = ServedModel.load(Path(models))
+        n = _check_n(n, model.serving.max_n)
+        phases["load model"] = time.perf_counter() - started
+        mark = time.perf_counter()
+        ids = _user_ids(model, users, segment)
+        unknown = int((model.users.index(ids) < 0).sum()) if len(ids) else 0
+        order = _grouped_order(model, ids)
+        ids = ids[order]
+        phases["users"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        clock = model.now() if now is None else int(now)
+        rows, by_source = _write_all(
+            model, ids, n, filters, clock, fmt, tmp, workers, chunk_size, progress
+        )
+        phases["recommend + write"] = time.perf_counter() - mark
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return ExportSummary(
+        path=out,
+        format=fmt,
+        model_version=model.version,
+        users=len(ids),
+        unknown_users=unknown,
+        rows=rows,
+        by_source=by_source,
+        seconds=time.perf_counter() - started,
+        phases=phases,
+    )
+
+
+def read_user_ids(path: str | Path, id_type: str) -> np.ndarray:
+    """Read a file of user ids: Parquet or CSV with a `user_id` (or `user`, `id`) column, or
+    plain text with one id per line. Whole-number models need whole-number ids."""
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"{path}: users file not found")
+    try:
+        if path.suffix == ".parquet":
+            frame = pq.read_table(path).to_pandas()
+        else:
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, header=None)
+            if len(frame) and str(frame.iloc[0, 0]).strip() in ("user_id", "user", "id"):
+                frame.columns = [str(v).strip() for v in frame.iloc[0]]
+                frame = frame.iloc[1:].reset_index(drop=True)
+            else:
+                frame.columns = ["user_id", *map(str, frame.columns[1:])]
+    except (OSError, ValueError, pa.ArrowException, UnicodeDecodeError) as exc:
+        raise ExportError(f"{path}: cannot be read as a users file ({exc})") from None
+    column = next((c for c in ("user_id", "user", "id") if c in frame.columns), None)
+    if column is None:
+        raise ExportError(
+            f"{path}: no user_id column (columns: {list(frame.columns)}); name the column "
+            "user_id, or write one id per line"
+        )
+    values = frame[column]
+    header_rows = 1 if path.suffix != ".parquet" and column in ("user_id", "user", "id") else 0
+    if id_type == "int64":
+        numbers = pd.to_numeric(values, errors="coerce")
+        whole = numbers.notna() & (numbers == np.floor(numbers.fillna(0)))
+        if not whole.all():
+            row = int(np.flatnonzero(~whole.to_numpy())[0])
+            raise ExportError(
+                f"{path}: row {row + 1 + header_rows}, column {column!r}: {values.iloc[row]!r} "
+                f"is not a whole number, and this model's user ids are "
+                f"({int((~whole).sum())} such values); fix the file"
+            )
+        return numbers.astype(np.int64).to_numpy()
+    return values.astype(str).str.strip().to_numpy(dtype=object)
+
+
+def _user_ids(model: ServedModel, users: Any, segment: str | None) -> np.ndarray:
+    if users is None:
+        ids = model.users.ids
+    elif isinstance(users, str | Path):
+        ids = read_user_ids(users, model.users.dtype)
+    else:
+        ids = np.asarray(list(users), dtype=np.int64 if model.users.dtype == "int64" else object)
+    if len(ids):
+        ids = pd.unique(pd.Series(ids)).astype(ids.dtype)  # each user once, first place kept
+    if segment is not None:
+        # A label ("region=north") or, when that is unambiguous, its value ("north").
+        matches = [
+            code
+            for code, label in enumerate(model.segment_labels)
+            if segment in (label, label.split("=", 1)[-1])
+        ]
+        if len(matches) != 1:
+            raise ExportError(
+                f"segment {segment!r} is not one of this model's segments "
+                f"({model.segment_labels or 'none: set serving.segment_by and retrain'})"
+            )
+        assert model.segment_users is not None
+        code = matches[0]
+        where = model.segment_users.index(ids)
+        in_segment = (where >= 0) & (model.segment_codes[np.maximum(where, 0)] == code)
+        ids = ids[in_segment]
+    return np.asarray(ids)
+
+
+def _grouped_order(model: ServedModel, ids: np.ndarray) -> np.ndarray:
+    """An order that puts users sharing a list next to each other (so one chunk shares)."""
+    if len(ids) == 0:
+        return np.zeros(0, dtype=np.int64)
+    keys = share_keys(model, model.users.index(ids).astype(np.int64), ids)
+    return np.argsort(np.where(keys >= 0, keys, np.iinfo(np.int64).max), kind="stable")
+
+
+# The model of the export in progress, inherited by forked workers (no copy, no reload).
+_WORKER_MODEL: ServedModel | None = None
+
+
+def _work(task: tuple[np.ndarray, int, Filters, int]) -> pa.Table:
+    ids, n, filters, now = task
+    assert _WORKER_MODEL is not None
+    return recommend_chunk(_WORKER_MODEL, ids, n, filters, now)
+
+
+def _write_all(
+    model: ServedModel,
+    ids: np.ndarray,
+    n: int,
+    filters: Filters,
+    now: int,
+    fmt: str,
+    tmp: Path,
+    workers: int | None,
+    chunk_size: int,
+    progress: bool,
+) -> tuple[int, dict[str, int]]:
+    from tqdm import tqdm
+
+    global _WORKER_MODEL
+    chunks = [ids[i : i + chunk_size] for i in range(0, len(ids), chunk_size)]
+    tasks = [(chunk, n, filters, now) for chunk in chunks]
+    workers = min(workers or os.cpu_count() or 1, max(len(chunks), 1))
+    rows = 0
+    by_source: Counter[str] = Counter()
+    schema = recommend_chunk(model, ids[:0], n, filters, now).schema
+    bar = tqdm(total=len(ids), unit="users", disable=not progress, desc="export")
+    with _Writer(tmp, fmt, schema) as writer:
+        _WORKER_MODEL = model
+        try:
+            for chunk, table in zip(chunks, _results(tasks, workers), strict=True):
+                writer.write(table)
+                rows += table.num_rows
+                by_source.update(_counts(table.column("source")))
+                bar.update(len(chunk))
+        finally:
+            _WORKER_MODEL = None
+            bar.close()
+    return rows, dict(by_source)
+
+
+def _results(tasks: list[tuple[np.ndarray, int, Filters, int]], workers: int) -> Iterator[pa.Table]:
+    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        yield from map(_work, tasks)
+        return
+    # fork: workers inherit the loaded model's memory copy-on-write instead of loading it.
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        yield from pool.imap(_work, tasks)
+
+
+def _counts(column: pa.ChunkedArray) -> dict[str, int]:
+    counted = column.value_counts()
+    return {
+        str(v): int(c)
+        for v, c in zip(
+            counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True
+        )
+    }
+
+
+class _Writer:
+    """Streams tables into one file of the chosen format."""
+
+    def __init__(self, path: Path, fmt: str, schema: pa.Schema) -> None:
+        self.path, self.fmt, self.schema = path, fmt, schema
+        self._parquet: pq.ParquetWriter | None = None
+        self._csv: pacsv.CSVWriter | None = None
+        self._file: Any = None
+
+    def __enter__(self) -> _Writer:
+        if self.fmt == "parquet":
+            self._parquet = pq.ParquetWriter(self.path, self.schema)
+        elif self.fmt == "csv":
+            self._csv = pacsv.CSVWriter(str(self.path), self.schema)
+        else:
+            self._file = open(self.path, "w", encoding="utf-8")  # closed in __exit__
+        return self
+
+    def write(self, table: pa.Table) -> None:
+        """Append a table's rows."""
+        if self._parquet is not None:
+            self._parquet.write_table(table)
+        elif self._csv is not None:
+            self._csv.write_table(table)
+        else:
+            for row in table.to_pylist():
+                self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._parquet is not None:
+            self._parquet.close()
+        if self._csv is not None:
+            self._csv.close()
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+
+
+def _format_of(out: Path, fmt: str | None) -> str:
+    if fmt is not None:
+        if fmt not in FORMATS.values():
+            raise ExportError(f"format {fmt!r} is not one of {sorted(set(FORMATS.values()))}")
+        return fmt
+    found = FORMATS.get(out.suffix.lower())
+    if found is None:
+        raise ExportError(
+            f"{out}: cannot tell the format from the suffix {out.suffix!r}; use .parquet, .csv "
+            "or .jsonl, or pass the format"
+        )
+    return found
+
+
+def _writable_temp(out: Path) -> Path:
+    """Create the temporary file the export writes to, next to `out` (so a rename is atomic)."""
+    folder = out.parent
+    if out.is_dir():
+        raise ExportError(f"{out}: is a folder; give a file name such as {out / 'recs.parquet'}")
+    if not folder.is_dir():
+        raise ExportError(f"{folder}: no such folder for the output {out.name}; create it first")
+    tmp = folder / f".{out.name}.tmp-{os.getpid()}"
+    try:
+        tmp.touch()
+    except OSError as exc:
+        raise ExportError(f"{out}: cannot be written ({exc.strerror})") from None
+    return tmp
+
+
+def _id_type(dtype: str) -> pa.DataType:
+    return pa.int64() if dtype == "int64" else pa.string()
+
+
+__all__ = [
+    "COLUMNS",
+    "ExportError",
+    "ExportSummary",
+    "export",
+    "read_user_ids",
+    "recommend_chunk",
+    "share_keys",
+]
