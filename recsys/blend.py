@@ -42,7 +42,7 @@ _PURCHASE, _CART = int(EventType.PURCHASE), int(EventType.CART)
 _NO_ITEMS = np.zeros(0, dtype=np.int64)
 _ONE = np.ones(1)
 # When two strategies give an item the same share, the more specific reason wins.
-_PRIORITY = np.array([4, 3, 0, 1, 2, 5], dtype=np.int8)  # indexed by source
+_PRIORITY_OF = (4, 3, 0, 1, 2, 5)  # indexed by source
 # Each step back in a visit counts a little less than the one after it.
 _SESSION_DECAY = 0.85
 # A visit's complements count half as much as its neighbours.
@@ -185,6 +185,7 @@ class Blender:
             seeds: np.ndarray | None = None,
             scale: float = 1.0,
         ) -> None:
+            # Only ALS scores can be negative (a dislike is not a reason): clipped to 0.
             if len(items) == 0:
                 return
             top = float(raw.max())
@@ -193,7 +194,8 @@ class Blender:
                 weight = (1.0 if only is not None else self.weights[source]) * scale / top
                 if seeds is None:
                     seeds = _no_seeds(len(items))
-                parts.append(_Part(source, items, weight * np.maximum(raw, 0), seeds))
+                scores = weight * (np.maximum(raw, 0) if source == PERSONAL else raw)
+                parts.append(_Part(source, items, scores, seeds))
 
         if self.search is not None and wants(PERSONAL):
             add(PERSONAL, *self._personal(user, known, session))
@@ -314,14 +316,16 @@ def _aggregate(
     parts: list[_Part], n: int, drop: np.ndarray, keep: Callable[[np.ndarray], np.ndarray] | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Sum each item's scores over the parts, filter, rank; the best share names the source."""
-    lengths = [len(p.items) for p in parts]
+    # Parts in priority order: then a stable sort breaks ties between equal shares of an item
+    # towards the more specific source (and, within a source, the earlier part).
+    parts = sorted(parts, key=lambda p: _PRIORITY_OF[p.source])
+    ends = np.cumsum([len(p.items) for p in parts])
     items = np.concatenate([p.items for p in parts])
     scores = np.concatenate([p.scores for p in parts])
-    sources = np.repeat(np.array([p.source for p in parts], dtype=np.int8), lengths)
     seeds = np.concatenate([p.seeds for p in parts])
-    # One sort groups each item's entries with its largest share first (ties: the more
-    # specific source, then part order), which is all that naming a source needs.
-    order = np.lexsort((_PRIORITY[sources], -scores, items))
+    # One sort groups each item's entries with its largest share first, which is all that
+    # naming a source needs.
+    order = np.lexsort((-scores, items))
     grouped = items[order]
     starts = np.empty(len(grouped), dtype=bool)
     starts[:1] = True
@@ -344,9 +348,6 @@ def _aggregate(
         selected = selected[totals >= cut]
     ranked = selected[np.lexsort((unique[selected], -total[selected]))[:n]]
     best = first[ranked]
-    return (
-        unique[ranked].astype(np.int32),
-        total[ranked].astype(np.float32),
-        sources[best],
-        seeds[best].astype(np.int32),
-    )
+    part_of = np.searchsorted(ends, best, side="right")
+    sources = np.array([p.source for p in parts], dtype=np.int8)[part_of]
+    return unique[ranked], total[ranked], sources, seeds[best]

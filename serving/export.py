@@ -96,37 +96,39 @@ def recommend_chunk(
     ids = np.asarray(user_ids)
     users = model.users.index(ids).astype(np.int64) if len(ids) else np.zeros(0, np.int64)
     keys = share_keys(model, users, ids)
-    out_users: list[Any] = []
-    ranks: list[int] = []
-    items: list[Any] = []
-    scores: list[float] = []
-    sources: list[str] = []
-    reasons: list[str] = []
-    shared: dict[int, tuple[list[Any], ...]] = {}
-    rank_numbers = list(range(1, n + 1))
-    for user_id, user, key in zip(ids.tolist(), users.tolist(), keys.tolist(), strict=True):
-        columns = shared.get(key) if key >= 0 else None
-        if columns is None:
-            found = answer(model, user, user_id, n, filters, now)
-            columns = tuple(map(list, zip(*found, strict=True))) if found else ([], [], [], [])
+    # Each distinct answer is kept once; users point at theirs, and the rows are gathered in
+    # one vectorised step (users sharing a key share an answer).
+    answers: list[Any] = []
+    answer_of = np.empty(len(ids), dtype=np.int64)
+    shared: dict[int, int] = {}
+    for position, (user_id, user, key) in enumerate(
+        zip(ids.tolist(), users.tolist(), keys.tolist(), strict=True)
+    ):
+        found = shared.get(key, -1) if key >= 0 else -1
+        if found < 0:
+            found = len(answers)
+            answers.append(answer(model, user, user_id, n, filters, now))
             if key >= 0:
-                shared[key] = columns
-        count = len(columns[0])
-        out_users.extend([user_id] * count)
-        ranks.extend(rank_numbers[:count])
-        items.extend(columns[0])
-        scores.extend(columns[1])
-        sources.extend(columns[2])
-        reasons.extend(columns[3])
+                shared[key] = found
+        answer_of[position] = found
+    lengths = np.array([len(a) for a in answers], dtype=np.int64)
+    flat = [rec for a in answers for rec in a]
+    columns = list(zip(*flat, strict=True)) if flat else [(), (), (), ()]
+    starts = np.cumsum(lengths) - lengths
+    counts = lengths[answer_of] if len(ids) else np.zeros(0, dtype=np.int64)
+    total = int(counts.sum())
+    # Row r of the output is row `offset` of its user's answer.
+    offset = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+    rows = pa.array(np.repeat(starts[answer_of], counts) + offset)
     return pa.table(
         {
-            "user_id": pa.array(out_users, type=_id_type(model.users.dtype)),
-            "rank": pa.array(ranks, type=pa.int16()),
-            "item_id": pa.array(items, type=_id_type(model.items.dtype)),
-            "score": pa.array(scores, type=pa.float64()),
-            "source": pa.array(sources, type=pa.string()),
-            "reason": pa.array(reasons, type=pa.string()),
-            "model_version": pa.array([model.version] * len(items), type=pa.string()),
+            "user_id": pa.array(np.repeat(ids, counts), type=_id_type(model.users.dtype)),
+            "rank": pa.array((offset + 1).astype(np.int16)),
+            "item_id": pa.array(columns[0], type=_id_type(model.items.dtype)).take(rows),
+            "score": pa.array(columns[1], type=pa.float64()).take(rows),
+            "source": pa.array(columns[2], type=pa.string()).take(rows),
+            "reason": pa.array(columns[3], type=pa.string()).take(rows),
+            "model_version": pa.array([model.version] * total, type=pa.string()),
         }
     )
 

@@ -218,45 +218,56 @@ def explain(
     result.model_version = model.version
     if not picker.items:
         return result
-    ids = model.item_ids[picker.items].tolist()
+    items, sources, seeds = picker.items, picker.sources, picker.seeds
+    ids = model.item_ids[items].tolist()
     # Scores are shown to 6 decimals: more says nothing and bloats every export.
     scores = np.round(np.asarray(picker.scores), 6).tolist()
-    seeds = picker.seeds
-    seed_ids = model.item_ids[[max(seed, 0) for seed in seeds]].tolist()
+    seed_ids = model.item_ids[np.maximum(np.asarray(seeds, dtype=np.int64), 0)].tolist()
     facts_of: dict[int, dict[str, Any]] = {}
-    if due is not None and len(due) and "repurchase" in picker.sources:
+    if due is not None and len(due) and "repurchase" in sources:
         cycles, since = due.cycle_days.tolist(), due.days_since.tolist()
         facts_of = {
             item: {"cycle_days": cycles[i], "days_since": since[i]}
             for i, item in enumerate(due.items.tolist())
         }
-    for position, item in enumerate(picker.items):
-        source = picker.sources[position]
+    texts: list[str] = []
+    for position, source in enumerate(sources):
         seed = seed_ids[position] if seeds[position] >= 0 else None
-        facts: dict[str, Any] = {}
-        if source == "repurchase":
-            facts = facts_of.get(item, facts)
-        elif source in ("category_popular", "new_item"):
-            facts = {"category": model.category_label(int(model.item_category[item]))}
-        elif source == "segment_popular" and visit is not None:
-            facts = {"segment": model.segment_labels[visit.segment]}
-        text = reason(source, seed, **facts) if facts else _plain_reason(source, seed)
-        result.append(Recommendation(ids[position], scores[position], source, text))
+        if source in _WITH_FACTS:
+            texts.append(
+                reason(source, seed, **_facts(model, visit, source, items[position], facts_of))
+            )
+            continue
+        # The same few texts recur on every call: remembered (bounded: one per seed item).
+        text = _REASONS.get((source, seed))
+        if text is None:
+            text = reason(source, seed)
+            if len(_REASONS) < 1_000_000:
+                _REASONS[(source, seed)] = text
+        texts.append(text)
+    result.extend(map(Recommendation, ids, scores, sources, texts))
     return result
 
 
 _REASONS: dict[tuple[str, Any], str] = {}
+_WITH_FACTS = frozenset({"repurchase", "category_popular", "new_item", "segment_popular"})
 
 
-def _plain_reason(source: str, seed: Any) -> str:
-    """reason(source, seed), remembered: the same few texts recur on every call."""
-    key = (source, seed)
-    text = _REASONS.get(key)
-    if text is None:
-        text = reason(source, seed)
-        if len(_REASONS) < 1_000_000:  # bounded: one entry per seed item at most, in practice
-            _REASONS[key] = text
-    return text
+def _facts(
+    model: ServedModel,
+    visit: Visit | None,
+    source: str,
+    item: int,
+    facts_of: dict[int, dict[str, Any]],
+) -> dict[str, Any]:
+    """What a reason of this source says besides its seed (cycle, category, segment)."""
+    if source == "repurchase":
+        return facts_of.get(item, {})
+    if source in ("category_popular", "new_item"):
+        return {"category": model.category_label(int(model.item_category[item]))}
+    if source == "segment_popular" and visit is not None:
+        return {"segment": model.segment_labels[visit.segment]}
+    return {}
 
 
 def _not_rebought(model: ServedModel, user: int) -> np.ndarray:
