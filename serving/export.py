@@ -222,7 +222,7 @@ def export(
         tmp.unlink(missing_ok=True)
         raise
     return ExportSummary(
-        path=out,
+        path=out.resolve(),
         format=fmt,
         model_version=model.version,
         users=len(ids),
