@@ -334,17 +334,19 @@ def _aggregate(
     unique = grouped[starts]
     total = scores[order].astype(np.float64)
     if len(unique) < len(items):
-        total = np.add.reduceat(total, np.flatnonzero(starts))
+        total = np.add.reduceat(total, starts.nonzero()[0])
     # Filters run on the distinct items, after aggregation: fewer to test, same result.
     mask = member_mask(unique, drop, invert=True) if len(drop) else None
     if keep is not None:
         kept = keep(unique)
         mask = kept if mask is None else mask & kept
-    selected = np.flatnonzero(mask) if mask is not None else np.arange(len(unique))
+    selected = mask.nonzero()[0] if mask is not None else np.arange(len(unique))
     if len(selected) > 2 * n:
         # Only the top n are ranked: cut at the n-th best total, keeping every tie at the cut.
         totals = total[selected]
-        cut = -np.partition(-totals, n - 1)[n - 1]
+        negated = -totals
+        negated.partition(n - 1)
+        cut = -negated[n - 1]
         selected = selected[totals >= cut]
     ranked = selected[np.lexsort((unique[selected], -total[selected]))[:n]]
     best = first[ranked]

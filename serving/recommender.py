@@ -221,7 +221,7 @@ def explain(
     items, sources, seeds = picker.items, picker.sources, picker.seeds
     ids = model.item_ids[items].tolist()
     # Scores are shown to 6 decimals: more says nothing and bloats every export.
-    scores = np.round(np.asarray(picker.scores), 6).tolist()
+    scores = np.array(picker.scores).round(6).tolist()
     seed_ids = model.item_ids[np.maximum(np.asarray(seeds, dtype=np.int64), 0)].tolist()
     facts_of: dict[int, dict[str, Any]] = {}
     if due is not None and len(due) and "repurchase" in sources:

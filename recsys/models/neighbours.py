@@ -88,9 +88,11 @@ def sum_rows(
     if total == 0:
         return _EMPTY
     # Positions of every stored entry of the chosen rows, without a loop over rows.
-    offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
+    # (Array methods rather than np.* functions: this runs on every call, and the function
+    # wrappers cost as much as the work on arrays this small.)
+    offsets = (starts - lengths.cumsum() + lengths).repeat(lengths) + np.arange(total)
     cols = matrix.indices[offsets]
-    vals = matrix.data[offsets] * np.repeat(weights, lengths)
+    vals = matrix.data[offsets] * weights.repeat(lengths)
     # One sort groups each column's entries, largest first (stable: earlier rows win ties).
     order = np.lexsort((-vals, cols))
     grouped = cols[order]
@@ -98,10 +100,10 @@ def sum_rows(
     starts_of[0] = True
     np.not_equal(grouped[1:], grouped[:-1], out=starts_of[1:])
     group = np.empty(total, dtype=np.int64)
-    group[order] = np.cumsum(starts_of) - 1
+    group[order] = starts_of.cumsum() - 1
     sums = np.bincount(group, weights=vals).astype(np.float32)
     first = order[starts_of]
-    return grouped[starts_of], sums, np.repeat(rows, lengths)[first].astype(np.int32)
+    return grouped[starts_of], sums, rows.repeat(lengths)[first].astype(np.int32)
 
 
 _EMPTY = (np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int32))
