@@ -141,9 +141,13 @@ def _chunk_table(
             "rank": pa.array((offset + 1).astype(np.int16)),
             "item_id": pa.array(columns[0], type=_id_type(model.items.dtype)).take(rows),
             "score": pa.array(columns[1], type=pa.float64()).take(rows),
-            "source": pa.array(columns[2], type=pa.string()).take(rows),
-            "reason": pa.array(columns[3], type=pa.string()).take(rows),
-            "model_version": pa.array([model.version] * total, type=pa.string()),
+            # Few distinct texts over many rows: dictionary-encoded, which keeps the tables
+            # that travel from the workers and the file small (pandas reads categoricals).
+            "source": _texts(columns[2]).take(rows),
+            "reason": _texts(columns[3]).take(rows),
+            "model_version": pa.DictionaryArray.from_arrays(
+                pa.array(np.zeros(total, dtype=np.int32)), pa.array([model.version])
+            ),
         }
     )
 
@@ -457,6 +461,10 @@ def _writable_temp(out: Path) -> Path:
     except OSError as exc:
         raise ExportError(f"{out}: cannot be written ({exc.strerror})") from None
     return tmp
+
+
+def _texts(values: Sequence[str]) -> pa.Array:
+    return pa.array(values, type=pa.string()).dictionary_encode()
 
 
 def _id_type(dtype: str) -> pa.DataType:
