@@ -226,8 +226,12 @@ def export(
         phases["load model"] = time.perf_counter() - started
         mark = time.perf_counter()
         ids = _user_ids(model, users, segment)
-        unknown = int((model.users.index(ids) < 0).sum()) if len(ids) else 0
-        order = _grouped_order(model, ids)
+        if users is None and segment is None:
+            indices = np.arange(len(ids), dtype=np.int64)  # the model's own users, in order
+        else:
+            indices = model.users.index(ids).astype(np.int64)
+        unknown = int((indices < 0).sum())
+        order = _grouped_order(model, ids, indices)
         ids = ids[order]
         phases["users"] = time.perf_counter() - mark
         mark = time.perf_counter()
@@ -296,6 +300,8 @@ def read_user_ids(path: str | Path, id_type: str) -> np.ndarray:
 def _user_ids(model: ServedModel, users: Any, segment: str | None) -> np.ndarray:
     if users is None:
         ids = model.users.ids
+        if segment is None:
+            return np.asarray(ids)  # distinct already
     elif isinstance(users, str | Path):
         ids = read_user_ids(users, model.users.dtype)
     else:
@@ -322,12 +328,16 @@ def _user_ids(model: ServedModel, users: Any, segment: str | None) -> np.ndarray
     return np.asarray(ids)
 
 
-def _grouped_order(model: ServedModel, ids: np.ndarray) -> np.ndarray:
-    """An order that puts users sharing a list next to each other (so one chunk shares)."""
+def _grouped_order(model: ServedModel, ids: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """An order that puts users sharing a list next to each other (so one chunk shares).
+
+    Users answered alone come first: their chunks are the slow ones, and a run that ends on
+    quick chunks leaves no worker idle while another finishes a long one.
+    """
     if len(ids) == 0:
         return np.zeros(0, dtype=np.int64)
-    keys = share_keys(model, model.users.index(ids).astype(np.int64), ids)
-    return np.argsort(np.where(keys >= 0, keys, np.iinfo(np.int64).max), kind="stable")
+    # Keys of -1 (answered alone) sort first, in input order.
+    return np.argsort(share_keys(model, indices, ids), kind="stable")
 
 
 # The model of the export in progress, inherited by forked workers (no copy, no reload).
