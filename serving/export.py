@@ -35,7 +35,7 @@ from recsys.errors import RecsysError
 from recsys.schema import EventType
 from serving.filters import Filters
 from serving.model import ServedModel
-from serving.recommender import _check_n, answer
+from serving.recommender import Columns, _check_n, answer_columns
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,8 @@ def _chunk_table(
     keys = share_keys(model, users, ids)
     # Each distinct answer is kept once; users point at theirs, and the rows are gathered in
     # one vectorised step (users sharing a key share an answer).
-    answers: list[Any] = []
+    columns: Columns = ([], [], [], [])
+    lengths_list: list[int] = []
     answer_of = np.empty(len(ids), dtype=np.int64)
     shared: dict[int, int] = {}
     for position, (user_id, user, key) in enumerate(
@@ -121,14 +122,15 @@ def _chunk_table(
     ):
         found = shared.get(key, -1) if key >= 0 else -1
         if found < 0:
-            found = len(answers)
-            answers.append(answer(model, user, user_id, n, filters, now))
+            found = len(lengths_list)
+            answered = answer_columns(model, user, user_id, n, filters, now)
+            for column, values in zip(columns, answered, strict=True):
+                column.extend(values)
+            lengths_list.append(len(answered[0]))
             if key >= 0:
                 shared[key] = found
         answer_of[position] = found
-    lengths = np.array([len(a) for a in answers], dtype=np.int64)
-    flat = [rec for a in answers for rec in a]
-    columns = list(zip(*flat, strict=True)) if flat else [(), (), (), ()]
+    lengths = np.array(lengths_list, dtype=np.int64)
     starts = np.cumsum(lengths) - lengths
     counts = lengths[answer_of] if len(ids) else np.zeros(0, dtype=np.int64)
     total = int(counts.sum())

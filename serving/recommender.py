@@ -161,6 +161,10 @@ class Recommender:
         return model, item, Picker(n, [item] if item >= 0 else [], None, model.item_category, 0)
 
 
+# A list as four columns: item ids, scores, sources, reasons.
+Columns = tuple[list[Any], list[float], list[str], list[str]]
+
+
 def answer(
     model: ServedModel,
     user: int,
@@ -172,9 +176,28 @@ def answer(
 ) -> RecommendationList:
     """The list for a visitor already resolved to model indices (user -1: not in the model).
 
-    `filters` must be resolved against the serving defaults. Recommender.recommend and batch
-    export both answer through here, so they agree by construction.
+    `filters` must be resolved against the serving defaults.
     """
+    result = RecommendationList()
+    result.model_version = model.version
+    result.extend(
+        map(Recommendation, *answer_columns(model, user, user_id, n, filters, now, session))
+    )
+    result.user_known = user >= 0
+    return result
+
+
+def answer_columns(
+    model: ServedModel,
+    user: int,
+    user_id: Any,
+    n: int,
+    filters: Filters,
+    now: int,
+    session: np.ndarray = _NO_SESSION,
+) -> Columns:
+    """answer() as columns. Recommender.recommend and batch export both answer through here,
+    so they agree by construction."""
     segment = -1
     if user_id is not None and model.segment_users is not None:
         where = model.segment_users.index_of(user_id)
@@ -205,9 +228,7 @@ def answer(
         new_item_share=model.serving.new_item_boost,
     )
     ranked = run_chain(model, visit, picker, model.serving.chain)
-    result = explain(model, visit, picker, ranked.due if ranked is not None else None)
-    result.user_known = user >= 0
-    return result
+    return explain_columns(model, visit, picker, ranked.due if ranked is not None else None)
 
 
 def explain(
@@ -216,8 +237,16 @@ def explain(
     """The picked items as the shop's ids, with scores, sources and reasons."""
     result = RecommendationList()
     result.model_version = model.version
+    result.extend(map(Recommendation, *explain_columns(model, visit, picker, due)))
+    return result
+
+
+def explain_columns(
+    model: ServedModel, visit: Visit | None, picker: Picker, due: Due | None = None
+) -> Columns:
+    """explain() as columns: item ids, scores, sources, reasons."""
     if not picker.items:
-        return result
+        return [], [], [], []
     items, sources, seeds = picker.items, picker.sources, picker.seeds
     ids = model.item_ids[items].tolist()
     # Scores are shown to 6 decimals: more says nothing and bloats every export.
@@ -245,8 +274,7 @@ def explain(
             if len(_REASONS) < 1_000_000:
                 _REASONS[(source, seed)] = text
         texts.append(text)
-    result.extend(map(Recommendation, ids, scores, sources, texts))
-    return result
+    return ids, scores, list(sources), texts
 
 
 _REASONS: dict[tuple[str, Any], str] = {}
