@@ -41,8 +41,6 @@ _DAY = 86_400.0
 _PURCHASE, _CART = int(EventType.PURCHASE), int(EventType.CART)
 _NO_ITEMS = np.zeros(0, dtype=np.int64)
 _ONE = np.ones(1)
-# When two strategies give an item the same share, the more specific reason wins.
-_PRIORITY_OF = (4, 3, 0, 1, 2, 5)  # indexed by source
 # Each step back in a visit counts a little less than the one after it.
 _SESSION_DECAY = 0.85
 # A visit's complements count half as much as its neighbours.
@@ -197,13 +195,10 @@ class Blender:
                 scores = weight * (np.maximum(raw, 0) if source == PERSONAL else raw)
                 parts.append(_Part(source, items, scores, seeds))
 
-        if self.search is not None and wants(PERSONAL):
-            add(PERSONAL, *self._personal(user, known, session))
+        # Parts are added in priority order (repurchase, complementary, session, neighbours,
+        # personal, popular): where two give an item the same share, the earlier names it.
         if known:
             h_items, h_events, h_times = s.history.of(user)
-            if s.neighbours is not None and wants(NEIGHBOURS):
-                recent, recency = _recent(h_items, h_times, now, cfg)
-                add(NEIGHBOURS, *sum_rows(s.neighbours.similarity_, recent, recency))
             if s.repurchase is not None and wants(REPURCHASE):
                 due = s.repurchase.due(user, now, max(4 * n, 100))
                 add(REPURCHASE, due.items.astype(np.int64), due.scores, due.items.astype(np.int32))
@@ -220,6 +215,11 @@ class Blender:
             if s.copurchase is not None:
                 c_items, c_scores, c_seeds = sum_rows(s.copurchase.complements_, seeds, steps)
                 add(SESSION, c_items, c_scores, c_seeds, scale=_SESSION_COMPLEMENTS)
+        if known and s.neighbours is not None and wants(NEIGHBOURS):
+            recent, recency = _recent(h_items, h_times, now, cfg)
+            add(NEIGHBOURS, *sum_rows(s.neighbours.similarity_, recent, recency))
+        if self.search is not None and wants(PERSONAL):
+            add(PERSONAL, *self._personal(user, known, session))
         if wants(POPULAR):
             parts.append(self._popular_part(max(2 * n, 20), 1.0 if only else self.weights[POPULAR]))
         return parts, due
@@ -316,9 +316,8 @@ def _aggregate(
     parts: list[_Part], n: int, drop: np.ndarray, keep: Callable[[np.ndarray], np.ndarray] | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Sum each item's scores over the parts, filter, rank; the best share names the source."""
-    # Parts in priority order: then a stable sort breaks ties between equal shares of an item
-    # towards the more specific source (and, within a source, the earlier part).
-    parts = sorted(parts, key=lambda p: _PRIORITY_OF[p.source])
+    # Parts come in priority order, so a stable sort breaks ties between equal shares of an
+    # item towards the more specific source (and, within a source, the earlier part).
     ends = np.cumsum([len(p.items) for p in parts])
     items = np.concatenate([p.items for p in parts])
     scores = np.concatenate([p.scores for p in parts])
