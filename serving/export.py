@@ -123,10 +123,14 @@ def _chunk_table(
         found = shared.get(key, -1) if key >= 0 else -1
         if found < 0:
             found = len(lengths_list)
-            answered = answer_columns(model, user, user_id, n, filters, now)
-            for column, values in zip(columns, answered, strict=True):
-                column.extend(values)
-            lengths_list.append(len(answered[0]))
+            item_ids, scores, sources, reasons = answer_columns(
+                model, user, user_id, n, filters, now
+            )
+            columns[0].extend(item_ids)
+            columns[1].extend(scores)
+            columns[2].extend(sources)
+            columns[3].extend(reasons)
+            lengths_list.append(len(item_ids))
             if key >= 0:
                 shared[key] = found
         answer_of[position] = found
