@@ -267,17 +267,10 @@ def explain_columns(
                 reason(source, seed, **_facts(model, visit, source, items[position], facts_of))
             )
             continue
-        # The same few texts recur on every call: remembered (bounded: one per seed item).
-        text = _REASONS.get((source, seed))
-        if text is None:
-            text = reason(source, seed)
-            if len(_REASONS) < 1_000_000:
-                _REASONS[(source, seed)] = text
-        texts.append(text)
+        texts.append(reason(source, seed))
     return ids, scores, list(sources), texts
 
 
-_REASONS: dict[tuple[str, Any], str] = {}
 _WITH_FACTS = frozenset({"repurchase", "category_popular", "new_item", "segment_popular"})
 
 
