@@ -355,6 +355,40 @@ class ModelsConfig:
 
 
 @dataclass(frozen=True)
+class PortraitsConfig:
+    """User portraits: RFM scores and the tier rules (days count back from the data's end)."""
+
+    # R, F and M are scored 1..quantiles among customers (1: lowest fifth, 5: highest).
+    quantiles: int = 5
+    # a customer with one order placed within this many days is "new".
+    new_days: float = 30.0
+    # a high-value customer (M score >= high_value_score) quiet for longer is "potential".
+    lapsing_days: float = 45.0
+    # anyone else quiet for longer is "at_risk" ...
+    at_risk_days: float = 90.0
+    # ... and after this long "churned".
+    churned_days: float = 180.0
+    high_value_score: int = 4
+    # how many favourite categories a portrait lists.
+    top_categories: int = 3
+
+    def __post_init__(self) -> None:
+        _positive("portraits.quantiles", self.quantiles)
+        _positive("portraits.top_categories", self.top_categories)
+        if not 1 <= self.high_value_score <= self.quantiles:
+            raise ConfigError(
+                f"portraits.high_value_score must be in 1..quantiles ({self.quantiles}) "
+                f"(got {self.high_value_score})"
+            )
+        days = (self.new_days, self.lapsing_days, self.at_risk_days, self.churned_days)
+        if not (days[0] > 0 and 0 < days[1] <= days[2] < days[3]):
+            raise ConfigError(
+                "portraits: need new_days > 0 and 0 < lapsing_days <= at_risk_days < "
+                f"churned_days (got {days[0]}, {days[1]}, {days[2]}, {days[3]})"
+            )
+
+
+@dataclass(frozen=True)
 class BlendConfig:
     """Weights of each strategy in a known user's blended list (serving reads them)."""
 
@@ -479,6 +513,7 @@ class Config:
     matrix: MatrixConfig = field(default_factory=MatrixConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     blend: BlendConfig = field(default_factory=BlendConfig)
+    portraits: PortraitsConfig = field(default_factory=PortraitsConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     output: OutputConfig = field(default_factory=OutputConfig)

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from recsys.config import RepurchaseConfig
+from recsys.grouped import grouped_median
 from recsys.models.base import FitData, Model
 from recsys.schema import EventType
 
@@ -127,12 +128,12 @@ class RepurchaseModel(Model):
         interval_pair = np.cumsum(first)[later] - 1
         interval_item = pair_item[interval_pair]
 
-        user_cycle, _ = _grouped_median(interval_pair, days, len(pair))
-        item_median, item_intervals = _grouped_median(interval_item, days, n_items)
+        user_cycle, _ = grouped_median(interval_pair, days, len(pair))
+        item_median, item_intervals = grouped_median(interval_item, days, n_items)
         category = data.item_category.astype(np.int64)
         interval_category = category[interval_item]
         known = interval_category >= 0
-        category_median, category_intervals = _grouped_median(
+        category_median, category_intervals = grouped_median(
             interval_category[known], days[known], n_categories
         )
         category_cycle = np.where(
@@ -283,19 +284,3 @@ def _check_shapes(data: FitData) -> None:
             f"repurchase: item_category has {len(data.item_category)} entries but the matrix has "
             f"{data.n_items} items; align the catalogue to the item id map"
         )
-
-
-def _grouped_median(
-    groups: np.ndarray, values: np.ndarray, n_groups: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return (median of values per group, NaN for empty groups; count per group)."""
-    order = np.lexsort((values, groups))
-    sorted_values = values[order]
-    counts = np.bincount(groups, minlength=n_groups)
-    starts = np.cumsum(counts) - counts
-    has = np.flatnonzero(counts)
-    median = np.full(n_groups, np.nan)
-    low = starts[has] + (counts[has] - 1) // 2
-    high = starts[has] + counts[has] // 2
-    median[has] = (sorted_values[low] + sorted_values[high]) / 2
-    return median, counts
