@@ -263,6 +263,27 @@ def export(
     )
 
 
+def export_profiles(models: str | Path, out: str | Path, fmt: str | None = None) -> Path:
+    """Write every user's portrait to `out` (Parquet, CSV or JSON lines); return its path."""
+    out = Path(out)
+    fmt = _format_of(out, fmt)
+    tmp = _writable_temp(out)
+    try:
+        model = ServedModel.load(Path(models))
+        if model.portraits is None:
+            raise ExportError(
+                f"{model.path}: this model has no portraits (written by an older recsys); "
+                "run `recsys train` again"
+            )
+        with _Writer(tmp, fmt, model.portraits.schema) as writer:
+            writer.write(model.portraits)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return out.resolve()
+
+
 def read_user_ids(path: str | Path, id_type: str) -> np.ndarray:
     """Read a file of user ids: Parquet or CSV with a `user_id` (or `user`, `id`) column, or
     plain text with one id per line. Whole-number models need whole-number ids."""
@@ -493,6 +514,7 @@ __all__ = [
     "ExportError",
     "ExportSummary",
     "export",
+    "export_profiles",
     "read_user_ids",
     "recommend_chunk",
     "share_keys",

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from recsys.blend import Blender, Strategies
 from recsys.candidates import ALSCandidates
@@ -62,6 +63,8 @@ class ServedModel:
     segment_users: IdMap | None
     segment_codes: np.ndarray
     segment_labels: list[str]
+    # every user's portrait (RFM, tier, favourites), in user index order; None for old models.
+    portraits: pa.Table | None
     data_end: int
     created: float
     serving: ServingConfig
@@ -137,6 +140,7 @@ class ServedModel:
             segment_users=segment_users,
             segment_codes=segment_codes,
             segment_labels=list(labels),
+            portraits=files.table("portraits") if files.has("portraits.parquet") else None,
             data_end=int(manifest["data_end"]),
             created=created.timestamp(),
             serving=serving,

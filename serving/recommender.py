@@ -130,6 +130,15 @@ class Recommender:
         result.unknown_session_items = unknown
         return result
 
+    def profile(self, user_id: Any) -> dict[str, Any] | None:
+        """The user's portrait (recency, orders, spend, RFM, tier, favourites), None if unknown."""
+        model = self._model
+        user = model.users.index_of(_check_id(user_id, model.users))
+        if user < 0 or model.portraits is None:
+            return None
+        row: dict[str, Any] = model.portraits.slice(user, 1).to_pylist()[0]
+        return row
+
     def similar_items(self, item_id: Any, n: int = 10) -> RecommendationList:
         """'People who viewed this also viewed': neighbours, then same-category/brand items."""
         model, item, picker = self._product_page(item_id, n)

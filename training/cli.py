@@ -115,6 +115,12 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--no-progress", action="store_true", help="no progress bar")
     exp.set_defaults(run=_export)
 
+    prof = sub.add_parser("profiles", help="write every user's portrait (RFM, tier) to a file")
+    prof.add_argument("--models", required=True, type=Path, help="the model directory")
+    prof.add_argument("--out", required=True, type=Path, help="output file (.parquet/.csv/.jsonl)")
+    prof.add_argument("--format", choices=["parquet", "csv", "jsonl"], help="default: from --out")
+    prof.set_defaults(run=_profiles)
+
     synth = sub.add_parser(
         "synth", help="write the seeded shop-scale synthetic log (RetailRocket format)"
     )
@@ -146,6 +152,8 @@ def _train(args: argparse.Namespace) -> int:
         print(result.evaluation.format())
     if result.gate is not None:
         print(result.gate.message)
+    if result.portraits is not None:
+        print(result.portraits.format_summary())
     steps = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())
     print(f"timings: {steps}")
     print(f"published version {result.version}: {result.path}")
@@ -208,6 +216,14 @@ def _export(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     print(summary.format_text())
+    return EXIT_OK
+
+
+def _profiles(args: argparse.Namespace) -> int:
+    from serving.export import export_profiles
+
+    path = export_profiles(args.models, args.out, args.format)
+    print(f"wrote every user's portrait to {path}")
     return EXIT_OK
 
 

@@ -29,6 +29,7 @@ from recsys.models.neighbours import ItemNeighbours
 from recsys.models.popularity import PopularityModel
 from recsys.models.repurchase import RepurchaseModel
 from recsys.models.segments import SegmentPopularity
+from recsys.portraits import Portraits, build_portraits
 from recsys.schema import EventType
 from recsys.split import time_split
 from training.dataset import Dataset, build_dataset, fit_data, subset, user_segments
@@ -100,6 +101,7 @@ class TrainResult:
     gate: GateDecision | None
     timings: dict[str, float] = field(default_factory=dict)
     dataset: Dataset | None = None
+    portraits: Portraits | None = None
 
 
 def fit_models(
@@ -284,7 +286,17 @@ def train(
             # The evaluated models are published as they are, with their own id maps.
             assert train_set is not None and train_data is not None
             published, data = train_set, train_data
-        path = _write(root, config, published, data, models, evaluation, gate, steps)
+        portraits = build_portraits(
+            data.history,
+            data.item_category,
+            data.item_price,
+            data.now,
+            config.portraits,
+            _category_ids(data),
+        )
+        steps.done("portraits")
+        log.info("%s", portraits.format_summary())
+        path = _write(root, config, published, data, models, portraits, evaluation, gate, steps)
         publish(root, path.name)
         deleted = prune(root, config.training.keep_versions)
         if deleted:
@@ -298,6 +310,7 @@ def train(
         gate=gate,
         timings=steps.timings,
         dataset=dataset,
+        portraits=portraits,
     )
 
 
@@ -338,6 +351,7 @@ def _write(
     dataset: Dataset,
     data: FitData,
     models: dict[str, Model],
+    portraits: Portraits,
     evaluation: Evaluation | None,
     gate: GateDecision,
     steps: Steps,
@@ -368,6 +382,11 @@ def _write(
             writer.add_table("segments", pa.table({"label": pa.array(list(labels), pa.string())}))
         for name, model in models.items():
             writer.add_arrays(name, model.arrays())
+        ids = dataset.users.to_table().column("id")
+        writer.add_table(
+            "portraits",
+            pa.Table.from_pandas(portraits.frame, preserve_index=False).add_column(0, "id", ids),
+        )
         steps.done("write")
         als, popularity = models.get("als"), models["popularity"]
         if isinstance(als, ALSModel) and isinstance(popularity, PopularityModel):
@@ -412,6 +431,12 @@ def _write(
             "timings": dict(steps.timings),
         }
         return writer.commit(_json_safe(manifest))
+
+
+def _category_ids(data: FitData) -> np.ndarray | None:
+    """The shop's category id of each category code, when the catalogue has categories."""
+    ids = data.extra.get("category_ids")
+    return np.asarray(list(ids), dtype=object) if ids is not None and len(ids) else None
 
 
 def _inputs(config: Config) -> list[dict[str, Any]]:
