@@ -61,7 +61,7 @@ class Portraits:
                 "mean_frequency": grouped["frequency"].mean(),
             }
         )
-        return table.reindex(list(TIERS)).fillna({"users": 0, "share": 0.0})
+        return table.reindex(list(TIERS)).fillna({"users": 0, "share": 0.0, "revenue_share": 0.0})
 
     def format_summary(self) -> str:
         """The tier summary as a text table."""
@@ -71,10 +71,12 @@ class Portraits:
             f"  {'tier':<11}{'users':>9}{'share':>8}{'revenue':>9}{'recency d':>11}{'orders':>8}",
         ]
         for tier, row in table.iterrows():
+            recency, orders = row["mean_recency_days"], row["mean_frequency"]
             lines.append(
                 f"  {tier!s:<11}{int(row['users']):>9,}{row['share']:>8.1%}"
-                f"{row['revenue_share']:>9.1%}{row['mean_recency_days']:>11.1f}"
-                f"{row['mean_frequency']:>8.2f}"
+                f"{row['revenue_share']:>9.1%}"
+                + (f"{recency:>11.1f}" if pd.notna(recency) else f"{'-':>11}")
+                + (f"{orders:>8.2f}" if pd.notna(orders) else f"{'-':>8}")
             )
         return "\n".join(lines)
 
