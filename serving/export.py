@@ -85,13 +85,21 @@ def _by_count(pair: tuple[str, int]) -> tuple[int, str]:
 
 
 def recommend_chunk(
-    model: ServedModel, user_ids: Sequence[Any] | np.ndarray, n: int, filters: Filters, now: int
+    model: ServedModel,
+    user_ids: Sequence[Any] | np.ndarray,
+    n: int,
+    filters: Filters,
+    now: int,
+    with_tier: bool = False,
 ) -> pa.Table:
     """The rows of `COLUMNS` for a chunk of users: for each, what recommend(user, n) gives.
 
     `filters` are resolved against the model's serving defaults here; `now` is the model
-    clock for the whole export, so that every chunk answers at the same time.
+    clock for the whole export, so that every chunk answers at the same time. `with_tier`
+    adds each user's portrait tier (null for users the model does not know).
     """
+    if with_tier and model.portraits is None:
+        raise ExportError(f"{model.path}: this model has no portraits; run `recsys train` again")
     n = _check_n(n, model.serving.max_n)
     # A chunk keeps tens of thousands of answers alive until its table is built; the cyclic
     # garbage collector would walk them again and again (about a fifth of the time), and
@@ -99,7 +107,8 @@ def recommend_chunk(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _chunk_table(model, user_ids, n, filters.resolved(model.serving), now)
+        table = _chunk_table(model, user_ids, n, filters.resolved(model.serving), now)
+        return _with_tier(model, table) if with_tier else table
     finally:
         if collecting:
             gc.enable()
@@ -158,6 +167,15 @@ def _chunk_table(
     )
 
 
+def _with_tier(model: ServedModel, table: pa.Table) -> pa.Table:
+    """The table with a `tier` column: each row's user's portrait tier."""
+    assert model.portraits is not None
+    users = model.users.index(table.column("user_id").to_numpy()).astype(np.int64)
+    rows = pa.array(np.maximum(users, 0), mask=users < 0)
+    tiers = model.portraits.column("tier").combine_chunks().dictionary_encode()
+    return table.append_column("tier", tiers.take(rows))
+
+
 def share_keys(model: ServedModel, users: np.ndarray, user_ids: np.ndarray) -> np.ndarray:
     """Per user, a key shared by users who must get the same list, or -1 (answer alone).
 
@@ -212,11 +230,13 @@ def export(
     workers: int | None = None,
     chunk_size: int = 20_000,
     progress: bool = True,
+    with_tier: bool = False,
 ) -> ExportSummary:
     """Write every user's top-n list (or those of `users`) to `out`; return a summary.
 
     `users` is a file of ids (one per line, or a `user_id` column in CSV/Parquet) or a list;
-    by default every user the model knows. The file appears under its name only when complete.
+    by default every user the model knows. `with_tier` adds each user's portrait tier. The
+    file appears under its name only when complete.
     """
     started = time.perf_counter()
     phases: dict[str, float] = {}
@@ -242,9 +262,8 @@ def export(
         phases["users"] = time.perf_counter() - mark
         mark = time.perf_counter()
         clock = model.now() if now is None else int(now)
-        rows, by_source = _write_all(
-            model, ids, n, filters, clock, fmt, tmp, workers, chunk_size, progress
-        )
+        options = _Options(n, filters, clock, with_tier)
+        rows, by_source = _write_all(model, ids, options, fmt, tmp, workers, chunk_size, progress)
         phases["recommend + write"] = time.perf_counter() - mark
         os.replace(tmp, out)
     except BaseException:
@@ -371,18 +390,26 @@ def _grouped_order(model: ServedModel, ids: np.ndarray, indices: np.ndarray) -> 
 _WORKER_MODEL: ServedModel | None = None
 
 
-def _work(task: tuple[np.ndarray, int, Filters, int]) -> pa.Table:
-    ids, n, filters, now = task
+@dataclass(frozen=True)
+class _Options:
+    """What every chunk of one export is answered with."""
+
+    n: int
+    filters: Filters
+    now: int
+    with_tier: bool
+
+
+def _work(task: tuple[np.ndarray, _Options]) -> pa.Table:
+    ids, o = task
     assert _WORKER_MODEL is not None
-    return recommend_chunk(_WORKER_MODEL, ids, n, filters, now)
+    return recommend_chunk(_WORKER_MODEL, ids, o.n, o.filters, o.now, o.with_tier)
 
 
 def _write_all(
     model: ServedModel,
     ids: np.ndarray,
-    n: int,
-    filters: Filters,
-    now: int,
+    options: _Options,
     fmt: str,
     tmp: Path,
     workers: int | None,
@@ -393,11 +420,13 @@ def _write_all(
 
     global _WORKER_MODEL
     chunks = [ids[i : i + chunk_size] for i in range(0, len(ids), chunk_size)]
-    tasks = [(chunk, n, filters, now) for chunk in chunks]
+    tasks = [(chunk, options) for chunk in chunks]
     workers = min(workers or os.cpu_count() or 1, max(len(chunks), 1))
     rows = 0
     by_source: Counter[str] = Counter()
-    schema = recommend_chunk(model, ids[:0], n, filters, now).schema
+    schema = recommend_chunk(
+        model, ids[:0], options.n, options.filters, options.now, options.with_tier
+    ).schema
     bar = tqdm(total=len(ids), unit="users", disable=not progress, desc="export")
     with _Writer(tmp, fmt, schema) as writer:
         _WORKER_MODEL = model
@@ -413,7 +442,7 @@ def _write_all(
     return rows, dict(by_source)
 
 
-def _results(tasks: list[tuple[np.ndarray, int, Filters, int]], workers: int) -> Iterator[pa.Table]:
+def _results(tasks: list[tuple[np.ndarray, _Options]], workers: int) -> Iterator[pa.Table]:
     if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         yield from map(_work, tasks)
         return

@@ -185,3 +185,14 @@ def test_a_segment_exports_only_its_users(shop: Path, rec: Recommender, tmp_path
     frame = pd.read_parquet(tmp_path / "north.parquet")
     north = {u for u in range(60) if u % 2}
     assert set(frame["user_id"]) == north and summary.users == len(north)
+
+
+def test_the_export_can_carry_each_users_tier(shop: Path, rec: Recommender, tmp_path: Path) -> None:
+    out = tmp_path / "recs.parquet"
+    export(shop, out, 3, users=[100, 3, 424242], with_tier=True, now=NOW, progress=False)
+    frame = pd.read_parquet(out)
+    assert list(frame.columns) == [*COLUMNS, "tier"]
+    tiers = frame.groupby("user_id")["tier"].first()
+    profile = rec.profile(100)
+    assert profile is not None and tiers[100] == profile["tier"]
+    assert pd.isna(tiers[424242])  # unknown to the model: no portrait

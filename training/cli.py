@@ -110,6 +110,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="leave out bought items nobody rebuys (default: serving.exclude_purchased)",
     )
+    exp.add_argument("--with-tier", action="store_true", help="add each user's portrait tier")
     exp.add_argument("--workers", type=int, help="processes (default: one per core)")
     exp.add_argument("--chunk-size", type=int, default=20_000, help="users per task")
     exp.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -214,6 +215,7 @@ def _export(args: argparse.Namespace) -> int:
         workers=args.workers,
         chunk_size=args.chunk_size,
         progress=not args.no_progress,
+        with_tier=args.with_tier,
     )
     print(summary.format_text())
     return EXIT_OK
