@@ -426,6 +426,26 @@ FALLBACK_SOURCES = (
     "popular",
 )
 DEFAULT_CHAIN = ("blend", "segment_popular", "category_popular", "trending", "popular")
+# User portrait tiers (recsys/portraits.py assigns them).
+TIERS = ("browser", "new", "active", "high_value", "potential", "at_risk", "churned")
+# Strategies that can lead a tier's lists, each taking a share of the list before the chain.
+LEAD_SOURCES = (
+    "repurchase",
+    "favourite_categories",
+    "segment_popular",
+    "category_popular",
+    "new_item",
+    "trending",
+)
+# Retention playbooks: win lapsing customers back with what they rebuy and love, show new
+# customers what people like them buy, show the best customers what is new in their aisles.
+DEFAULT_TIER_LEADS: dict[str, dict[str, float]] = {
+    "potential": {"repurchase": 0.4, "favourite_categories": 0.3},
+    "at_risk": {"repurchase": 0.4, "favourite_categories": 0.3},
+    "churned": {"repurchase": 0.3, "favourite_categories": 0.4},
+    "new": {"favourite_categories": 0.3, "segment_popular": 0.2},
+    "high_value": {"new_item": 0.2},
+}
 
 
 @dataclass(frozen=True)
@@ -446,8 +466,26 @@ class ServingConfig:
     chain: tuple[str, ...] = DEFAULT_CHAIN
     # the largest n a call may ask for.
     max_n: int = 500
+    # per portrait tier, strategies that lead the list, each with its share of n, before the
+    # chain fills the rest: {tier: {strategy: share}}; {} for a tier turns its rules off.
+    tier_leads: dict[str, dict[str, float]] = field(
+        default_factory=lambda: {t: dict(leads) for t, leads in DEFAULT_TIER_LEADS.items()}
+    )
 
     def __post_init__(self) -> None:
+        for tier, leads in self.tier_leads.items():
+            if tier not in TIERS:
+                raise ConfigError(f"serving.tier_leads: unknown tier {tier!r} (expected {TIERS})")
+            for name, share in leads.items():
+                if name not in LEAD_SOURCES:
+                    raise ConfigError(
+                        f"serving.tier_leads.{tier}: unknown strategy {name!r} "
+                        f"(expected one of {LEAD_SOURCES})"
+                    )
+                if not 0 < share <= 1:
+                    raise ConfigError(
+                        f"serving.tier_leads.{tier}.{name} must be a share in (0, 1] (got {share})"
+                    )
         _non_negative("serving.max_per_category", self.max_per_category)
         _non_negative("serving.new_item_boost", self.new_item_boost)
         _positive("serving.max_n", self.max_n)

@@ -30,22 +30,31 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from recsys.config import PortraitsConfig
+from recsys.config import TIERS, PortraitsConfig
 from recsys.grouped import grouped_median
 from recsys.history import UserHistory
 from recsys.schema import EventType
 
 _DAY = 86_400
-TIERS = ("browser", "new", "active", "high_value", "potential", "at_risk", "churned")
 STAGES = ("prospect", "first_purchase", "repeat", "lapsed")
 PRICE_BANDS = ("low", "mid", "high")
 
 
 @dataclass(frozen=True)
 class Portraits:
-    """One row per user (in the user id map's order), as a DataFrame of plain columns."""
+    """One row per user (in the user id map's order), as a DataFrame of plain columns.
+
+    `tier_codes` (index into TIERS) and `category_codes` (users x top_categories, -1: none)
+    are what serving needs of it, as arrays.
+    """
 
     frame: pd.DataFrame
+    tier_codes: np.ndarray
+    category_codes: np.ndarray
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Serving's arrays, for saving without pickle."""
+        return {"tier": self.tier_codes, "categories": self.category_codes.astype(np.int32)}
 
     def summary(self) -> pd.DataFrame:
         """Users, share, revenue share and mean recency/frequency per tier."""
@@ -176,7 +185,7 @@ def build_portraits(
         "last_order": last_order,
         "last_activity": last_activity,
     }
-    return Portraits(pd.DataFrame(columns))
+    return Portraits(pd.DataFrame(columns), tier, top.astype(np.int32))
 
 
 def _scores(values: np.ndarray, among: np.ndarray, q: int) -> np.ndarray:

@@ -7,7 +7,7 @@ resort, so a list is always full when the catalogue allows, whatever the filters
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +15,7 @@ import numpy as np
 from recsys.blend import SOURCES, Ranked
 from recsys.models.content import ContentModel
 from recsys.models.popularity import PopularityModel
+from recsys.models.repurchase import Due
 from recsys.models.segments import SegmentPopularity
 from serving.filters import Picker
 from serving.model import ServedModel
@@ -29,6 +30,8 @@ class Visit:
     segment: int  # -1: no segment
     now: int
     new_item_share: float
+    # the user's favourite category codes (from their portrait), best first.
+    favourites: tuple[int, ...] = ()
 
 
 def run_chain(
@@ -75,6 +78,46 @@ def _blend(model: ServedModel, visit: Visit, picker: Picker) -> Ranked | None:
     names = _SOURCE_NAMES[ranked.sources]
     picker.offer(ranked.items, ranked.scores, names, ranked.seeds, filtered=True)
     return ranked
+
+
+def run_leads(
+    model: ServedModel, visit: Visit, picker: Picker, leads: Mapping[str, float]
+) -> Due | None:
+    """Let a tier's lead strategies fill their shares of the list, in order, before the chain.
+
+    Returns the due repurchases when the `repurchase` lead ran (their facts explain items).
+    """
+    due = None
+    for name, share in leads.items():
+        if picker.full:
+            break
+        picker.ceiling = min(len(picker.items) + max(round(picker.n * share), 1), picker.n)
+        try:
+            found = _LEADS[name](model, visit, picker)
+        finally:
+            picker.ceiling = None
+        if isinstance(found, Due):
+            due = found
+    return due
+
+
+def _repurchase(model: ServedModel, visit: Visit, picker: Picker) -> Due | None:
+    repurchase = model.blender.strategies.repurchase
+    if repurchase is None or visit.user < 0:
+        return None
+    due = repurchase.due(visit.user, visit.now, picker.n + len(picker.seen))
+    picker.offer(due.items, due.scores, "repurchase", due.items)
+    return due
+
+
+def _favourite_categories(model: ServedModel, visit: Visit, picker: Picker) -> None:
+    popularity = model.models["popularity"]
+    assert isinstance(popularity, PopularityModel)
+    for category in visit.favourites:
+        items, scores = popularity.top_in_category(category, _ask(picker), exclude=picker.excluded)
+        picker.offer(items, scores, "favourite_category")
+        if picker.ceiling is not None and len(picker.items) >= picker.ceiling:
+            return
 
 
 def _segment_popular(model: ServedModel, visit: Visit, picker: Picker) -> None:
@@ -141,6 +184,14 @@ def _categories_of_interest(model: ServedModel, visit: Visit) -> list[int]:
     return seen[:5]
 
 
+_LEADS: dict[str, Callable[[ServedModel, Visit, Picker], Due | None]] = {
+    "repurchase": _repurchase,
+    "favourite_categories": _favourite_categories,
+    "segment_popular": _segment_popular,
+    "category_popular": _category_popular,
+    "new_item": _new_items,
+    "trending": _trending,
+}
 _SOURCE_NAMES = np.asarray(SOURCES)
 _STRATEGIES: dict[str, Callable[[ServedModel, Visit, Picker], Ranked | None]] = {
     "blend": _blend,

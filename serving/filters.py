@@ -73,6 +73,8 @@ class Picker:
         self.item_category = item_category
         self.cap = max_per_category
         self.per_category: dict[int, int] = {}
+        # while set, strategies fill the list only up to here (a tier's lead takes its share).
+        self.ceiling: int | None = None
         self.items: list[int] = []
         self.scores: list[float] = []
         self.sources: list[str] = []
@@ -103,6 +105,8 @@ class Picker:
         `filtered`: keep() already ran on the candidates, which are distinct and not excluded.
         """
         stop = self.n if upto is None else min(upto, self.n)
+        if self.ceiling is not None:
+            stop = min(stop, self.ceiling)
         if len(self.items) >= stop or len(items) == 0:
             return
         if self.keep is not None and not filtered:

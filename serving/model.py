@@ -65,6 +65,10 @@ class ServedModel:
     segment_labels: list[str]
     # every user's portrait (RFM, tier, favourites), in user index order; None for old models.
     portraits: pa.Table | None
+    # per user: portrait tier code (index into recsys.config.TIERS, -1: none) and favourite
+    # category codes (users x k, -1: none).
+    user_tier: np.ndarray
+    user_favourites: np.ndarray
     data_end: int
     created: float
     serving: ServingConfig
@@ -122,6 +126,7 @@ class ServedModel:
             segment_users = IdMap.from_table(table.select(["id"]), name="user")
             segment_codes = table.column("segment").to_numpy().astype(np.int32)
             labels = files.table("segments").column("label").to_pylist()
+        codes = files.arrays("portrait_codes") if files.has("portrait_codes.npz") else {}
         rank = models["popularity"].rank_  # type: ignore[attr-defined]
         created = dt.datetime.fromisoformat(manifest["created"].replace("Z", "+00:00"))
         model = cls(
@@ -141,6 +146,8 @@ class ServedModel:
             segment_codes=segment_codes,
             segment_labels=list(labels),
             portraits=files.table("portraits") if files.has("portraits.parquet") else None,
+            user_tier=codes["tier"] if codes else np.full(len(users), -1, dtype=np.int8),
+            user_favourites=codes["categories"] if codes else np.full((len(users), 0), -1),
             data_end=int(manifest["data_end"]),
             created=created.timestamp(),
             serving=serving,

@@ -30,6 +30,8 @@ def reason(source: str, seed: Any = None, **facts: Any) -> str:
         return f"because you viewed {seed} just now" if seed is not None else "based on this visit"
     if source == "segment_popular":
         return f"popular with customers like you ({facts.get('segment')})"
+    if source == "favourite_category":
+        return f"popular in {facts.get('category')}, one of your favourite categories"
     if source == "category_popular":
         return f"popular in category {facts.get('category')}"
     if source == "new_item":

@@ -10,10 +10,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from recsys.config import TIERS
 from recsys.ids import IdMap
 from recsys.models.repurchase import Due
 from recsys.schema import EventType
-from serving.fallback import Visit, run_chain
+from serving.fallback import Visit, run_chain, run_leads
 from serving.filters import Filters, Picker, keep_mask
 from serving.model import ServedModel
 from serving.reasons import reason
@@ -229,15 +230,23 @@ def answer_columns(
         model.item_category,
         int(filters.max_per_category or 0),
     )
+    tier = int(model.user_tier[user]) if user >= 0 else -1
+    favourites = model.user_favourites[user] if user >= 0 else ()
     visit = Visit(
         user=user,
         session=session,
         segment=segment,
         now=now,
         new_item_share=model.serving.new_item_boost,
+        favourites=tuple(int(c) for c in favourites if c >= 0),
     )
+    # The user's tier (from their portrait) may let some strategies lead the list.
+    leads = model.serving.tier_leads.get(TIERS[tier], {}) if tier >= 0 else {}
+    lead_due = run_leads(model, visit, picker, leads) if leads else None
     ranked = run_chain(model, visit, picker, model.serving.chain)
-    return explain_columns(model, visit, picker, ranked.due if ranked is not None else None)
+    # The blend's due items include the lead's (the same ranking, deeper): either explains.
+    due = ranked.due if ranked is not None and ranked.due is not None else lead_due
+    return explain_columns(model, visit, picker, due)
 
 
 def explain(
@@ -280,7 +289,9 @@ def explain_columns(
     return ids, scores, list(sources), texts
 
 
-_WITH_FACTS = frozenset({"repurchase", "category_popular", "new_item", "segment_popular"})
+_WITH_FACTS = frozenset(
+    {"repurchase", "category_popular", "favourite_category", "new_item", "segment_popular"}
+)
 
 
 def _facts(
@@ -293,7 +304,7 @@ def _facts(
     """What a reason of this source says besides its seed (cycle, category, segment)."""
     if source == "repurchase":
         return facts_of.get(item, {})
-    if source in ("category_popular", "new_item"):
+    if source in ("category_popular", "favourite_category", "new_item"):
         return {"category": model.category_label(int(model.item_category[item]))}
     if source == "segment_popular" and visit is not None:
         return {"segment": model.segment_labels[visit.segment]}

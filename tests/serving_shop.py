@@ -99,7 +99,8 @@ def shop_config(folder: Path, **overrides: Any) -> Config:
             "repurchase": {"one_off_min_buyers": 3, "min_intervals": 2},
             "content": {"new_item_days": 30},
         },
-        "serving": {"segment_by": ["region"]},
+        # The serving stories test the blend and the chain; tier rules have their own tests.
+        "serving": {"segment_by": ["region"], "tier_leads": {}},
         "output": {"models": "models", "rejects": "rejects"},
     }
     data.update(overrides)

@@ -255,7 +255,7 @@ def test_answers_come_wholly_from_one_version_while_reload_swaps_models(tmp_path
 
 
 def test_the_fallback_chain_is_configuration(tmp_path: Path) -> None:
-    root = build_shop_model(tmp_path, serving={"chain": ["popular"]})
+    root = build_shop_model(tmp_path, serving={"chain": ["popular"], "tier_leads": {}})
     items = Recommender.load(root).recommend(5, n=4, now=NOW)
     assert [r.source for r in items] == ["popular"] * 4
     assert items[0].reason == "popular in the shop"

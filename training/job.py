@@ -382,6 +382,7 @@ def _write(
             writer.add_table("segments", pa.table({"label": pa.array(list(labels), pa.string())}))
         for name, model in models.items():
             writer.add_arrays(name, model.arrays())
+        writer.add_arrays("portrait_codes", portraits.arrays())
         ids = dataset.users.to_table().column("id")
         writer.add_table(
             "portraits",
