@@ -272,3 +272,18 @@ def test_a_log_shorter_than_the_holdout_is_published_without_a_gate(tmp_path: Pa
     result = train(_config(tmp_path, training={"holdout_days": 365}))
     assert result.published and result.evaluation is None
     assert result.gate is not None and "gate skipped" in result.gate.message
+
+
+def test_the_job_breaks_the_blends_metrics_down_by_portrait_tier_and_stores_portraits(
+    tmp_path: Path,
+) -> None:
+    result = train(_config(tmp_path))
+    evaluation = result.evaluation
+    assert evaluation is not None and result.portraits is not None
+    for target, by_tier in evaluation.by_tier.items():
+        assert sum(evaluation.tier_users[target].values()) == evaluation.users[target]
+        assert set(by_tier) <= {"browser", "new", "active", "high_value", "potential",
+                                "at_risk", "churned"}  # fmt: skip
+    assert "by portrait tier" in evaluation.format()
+    assert result.path is not None and (result.path / "portraits.parquet").exists()
+    assert "portraits" in json.loads((result.path / "manifest.json").read_text())["timings"]

@@ -17,7 +17,7 @@ import pyarrow as pa
 from recsys import __version__
 from recsys.blend import SOURCES, Blender, Strategies
 from recsys.candidates import ALSCandidates, popular_pool
-from recsys.config import Config
+from recsys.config import TIERS, Config
 from recsys.errors import GateRefusedError, NotEnoughHistoryError
 from recsys.metrics import mean_metrics, ranking_metrics
 from recsys.modeldir import VersionWriter, clean_stale, current_path, prune, publish, read_manifest
@@ -56,6 +56,9 @@ class Evaluation:
     users: dict[str, int]
     metrics: dict[str, dict[str, dict[str, float]]]
     gate_target: str
+    # the blend's metrics by the users' portrait tier at the cut: by_tier[target][tier][metric]
+    by_tier: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    tier_users: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def gate_value(self, strategy: str, metric: str) -> float:
         """The gate's metric for a strategy on the gate's target."""
@@ -69,6 +72,12 @@ class Evaluation:
             for strategy, values in by_strategy.items():
                 cells = "".join(f"{values[m]:>10.4f}" for m in _SHOWN)
                 lines.append(f"  {target:<11}{strategy:<10}{cells}")
+        for target, by_tier in self.by_tier.items():
+            lines.append(f"  blend on {target} targets by portrait tier (users):")
+            for tier, values in by_tier.items():
+                cells = "".join(f"{values[m]:>10.4f}" for m in _SHOWN)
+                users = self.tier_users[target][tier]
+                lines.append(f"    {tier:<11}{users:>7,} {cells}")
         return "\n".join(lines)
 
 
@@ -148,6 +157,16 @@ def evaluate_holdout(
     models = fit_models(train_data, config)
     steps.done("fit on train split")
     blend = blender(models, train_data, config)
+    # Tiers as the portraits stood at the cut, to break the blend's metrics down by them.
+    tier_of = build_portraits(
+        train_data.history,
+        train_data.item_category,
+        train_data.item_price,
+        split.cut,
+        config.portraits,
+    ).tier_codes
+    by_tier: dict[str, dict[str, dict[str, float]]] = {}
+    tier_users: dict[str, dict[str, int]] = {}
 
     test = split.test
     users = train.users.index(test["user"].to_numpy())
@@ -184,10 +203,25 @@ def evaluate_holdout(
                 lists[row, : len(ranked)] = ranked.items
             per_user = ranking_metrics(lists, relevant, len(train.items), cfg.k)
             metrics[target][strategy] = mean_metrics(per_user)
+            if strategy == "blend":
+                tiers = tier_of[eval_users]
+                by_tier[target], tier_users[target] = {}, {}
+                for code in np.unique(tiers).tolist():
+                    mask = tiers == code
+                    by_tier[target][TIERS[code]] = mean_metrics(
+                        {name: values[mask] for name, values in per_user.items()}
+                    )
+                    tier_users[target][TIERS[code]] = int(mask.sum())
     steps.done("evaluate")
     gate_target = "conversion" if "conversion" in metrics else "all"
     evaluation = Evaluation(
-        cut=split.cut, k=cfg.k, users=counts, metrics=metrics, gate_target=gate_target
+        cut=split.cut,
+        k=cfg.k,
+        users=counts,
+        metrics=metrics,
+        gate_target=gate_target,
+        by_tier=by_tier,
+        tier_users=tier_users,
     )
     return evaluation, models, train, train_data
 
