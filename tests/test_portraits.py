@@ -117,3 +117,17 @@ def test_the_tier_summary_adds_up() -> None:
 def test_thresholds_out_of_order_are_refused() -> None:
     with pytest.raises(ConfigError, match="lapsing_days <= at_risk_days < churned_days"):
         PortraitsConfig(at_risk_days=200.0, churned_days=180.0)
+
+
+@pytest.mark.parametrize(("new_days", "expected"), [(10.0, "new"), (9.99, "active")])
+def test_new_means_one_order_within_new_days_inclusive(new_days: float, expected: str) -> None:
+    _, frame = _portraits(PortraitsConfig(new_days=new_days))
+    assert frame.loc["new", "tier"] == expected  # one order, 10 days ago
+
+
+@pytest.mark.parametrize(("churned_days", "expected"), [(194.0, "at_risk"), (193.99, "churned")])
+def test_churned_starts_strictly_after_churned_days(churned_days: float, expected: str) -> None:
+    _, frame = _portraits(PortraitsConfig(churned_days=churned_days))
+    assert (
+        frame.loc["churned", "tier"] == expected
+    )  # last order on day 6: quiet for exactly 194 days
