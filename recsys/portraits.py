@@ -33,6 +33,7 @@ import pandas as pd
 from recsys.config import TIERS, PortraitsConfig
 from recsys.grouped import grouped_median
 from recsys.history import UserHistory
+from recsys.models.base import FitData
 from recsys.schema import EventType
 
 _DAY = 86_400
@@ -88,6 +89,21 @@ class Portraits:
                 + (f"{orders:>8.2f}" if pd.notna(orders) else f"{'-':>8}")
             )
         return "\n".join(lines)
+
+
+def portraits_of(
+    data: FitData, config: PortraitsConfig | None = None, now: int | None = None
+) -> Portraits:
+    """build_portraits over fitted data (at the data's end, or at `now`)."""
+    category_ids = data.extra.get("category_ids")
+    return build_portraits(
+        data.history,
+        data.item_category,
+        data.item_price,
+        data.now if now is None else now,
+        config,
+        np.asarray(list(category_ids), dtype=object) if category_ids is not None else None,
+    )
 
 
 def build_portraits(

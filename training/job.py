@@ -29,7 +29,7 @@ from recsys.models.neighbours import ItemNeighbours
 from recsys.models.popularity import PopularityModel
 from recsys.models.repurchase import RepurchaseModel
 from recsys.models.segments import SegmentPopularity
-from recsys.portraits import Portraits, build_portraits
+from recsys.portraits import Portraits, portraits_of
 from recsys.schema import EventType
 from recsys.split import time_split
 from training.dataset import Dataset, build_dataset, fit_data, subset, user_segments
@@ -158,13 +158,7 @@ def evaluate_holdout(
     steps.done("fit on train split")
     blend = blender(models, train_data, config)
     # Tiers as the portraits stood at the cut, to break the blend's metrics down by them.
-    tier_of = build_portraits(
-        train_data.history,
-        train_data.item_category,
-        train_data.item_price,
-        split.cut,
-        config.portraits,
-    ).tier_codes
+    tier_of = portraits_of(train_data, config.portraits, now=split.cut).tier_codes
     by_tier: dict[str, dict[str, dict[str, float]]] = {}
     tier_users: dict[str, dict[str, int]] = {}
 
@@ -320,14 +314,7 @@ def train(
             # The evaluated models are published as they are, with their own id maps.
             assert train_set is not None and train_data is not None
             published, data = train_set, train_data
-        portraits = build_portraits(
-            data.history,
-            data.item_category,
-            data.item_price,
-            data.now,
-            config.portraits,
-            _category_ids(data),
-        )
+        portraits = portraits_of(data, config.portraits)
         steps.done("portraits")
         log.info("%s", portraits.format_summary())
         path = _write(root, config, published, data, models, portraits, evaluation, gate, steps)
@@ -466,12 +453,6 @@ def _write(
             "timings": dict(steps.timings),
         }
         return writer.commit(_json_safe(manifest))
-
-
-def _category_ids(data: FitData) -> np.ndarray | None:
-    """The shop's category id of each category code, when the catalogue has categories."""
-    ids = data.extra.get("category_ids")
-    return np.asarray(list(ids), dtype=object) if ids is not None and len(ids) else None
 
 
 def _inputs(config: Config) -> list[dict[str, Any]]:

@@ -22,9 +22,8 @@ from tests.benchmarks.common import ROOT, ensure_synthetic, with_inputs
 
 def _run(label: str, config_path: Path, events: str | None, items: str | None) -> None:
     from recsys.config import load_config
-    from recsys.portraits import build_portraits
+    from recsys.portraits import portraits_of
     from training.dataset import build_dataset, fit_data
-    from training.job import _category_ids
 
     config = with_inputs(load_config(config_path), events, items)
     with tempfile.TemporaryDirectory() as rejects:
@@ -33,14 +32,7 @@ def _run(label: str, config_path: Path, events: str | None, items: str | None) -
     times = []
     for _ in range(3):
         started = time.perf_counter()
-        portraits = build_portraits(
-            data.history,
-            data.item_category,
-            data.item_price,
-            data.now,
-            config.portraits,
-            _category_ids(data),
-        )
+        portraits = portraits_of(data, config.portraits)
         times.append(time.perf_counter() - started)
     print(
         f"\n{label}: {data.n_users:,} users, portraits in {sorted(times)[1]:.2f} s "
