@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from recsys import __version__
+from recsys.baselines import BuyAgain
 from recsys.blend import SOURCES, Blender, Strategies
 from recsys.candidates import ALSCandidates, popular_pool
 from recsys.config import TIERS, Config
@@ -43,8 +44,9 @@ TARGETS: dict[str, tuple[int, ...]] = {
     "conversion": (EventType.CART, EventType.PURCHASE),
     "all": (EventType.VIEW, EventType.CART, EventType.FAVOURITE, EventType.PURCHASE),
 }
-# What the evaluation compares: the blend against the popularity baseline.
-STRATEGIES = ("blend", "popular")
+# What the evaluation compares: the blend against the popularity (the gate's baseline) and the
+# personal "buy again" baselines.
+STRATEGIES = ("blend", "popular", "buy_again")
 
 
 @dataclass
@@ -157,6 +159,7 @@ def evaluate_holdout(
     models = fit_models(train_data, config)
     steps.done("fit on train split")
     blend = blender(models, train_data, config)
+    buy_again = BuyAgain(train_data.history, blend.strategies.popularity)
     # Tiers as the portraits stood at the cut, to break the blend's metrics down by them.
     tier_of = portraits_of(train_data, config.portraits, now=split.cut).tier_codes
     by_tier: dict[str, dict[str, dict[str, float]]] = {}
@@ -193,8 +196,11 @@ def evaluate_holdout(
             only = None if strategy == "blend" else strategy
             lists = np.full((len(eval_users), cfg.k), -1, dtype=np.int64)
             for row, user in enumerate(eval_users):
-                ranked = blend.rank(int(user), split.cut, cfg.k, only=only)
-                lists[row, : len(ranked)] = ranked.items
+                if strategy == "buy_again":
+                    found = buy_again.rank(int(user), cfg.k)
+                else:
+                    found = blend.rank(int(user), split.cut, cfg.k, only=only).items
+                lists[row, : len(found)] = found
             per_user = ranking_metrics(lists, relevant, len(train.items), cfg.k)
             metrics[target][strategy] = mean_metrics(per_user)
             if strategy == "blend":
