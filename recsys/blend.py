@@ -130,6 +130,8 @@ class Blender:
             pool = popular_pool(strategies.popularity, cfg.personal_pool)
         self.search = PoolSearch(strategies.als, pool) if strategies.als is not None else None
         self.weights = [float(getattr(cfg, name)) for name in SOURCES]
+        # "Bought before" shares the repurchase source; its own weight, relative to it.
+        self._again_scale = cfg.bought_before / cfg.repurchase if cfg.repurchase > 0 else 0.0
         self._steps = _SESSION_DECAY ** np.arange(cfg.recent_items)
         # The popular part is the same for every call of a given size: built once.
         self._popular: dict[tuple[int, float], _Part] = {}
@@ -202,6 +204,11 @@ class Blender:
             if s.repurchase is not None and wants(REPURCHASE):
                 due = s.repurchase.due(user, now, max(4 * n, 100))
                 add(REPURCHASE, due.items.astype(np.int64), due.scores, due.items.astype(np.int32))
+            if cfg.bought_before > 0 and wants(REPURCHASE):
+                bought = h_events == _PURCHASE
+                if bought.any():
+                    items, raw = _bought_before(h_items[bought], h_times[bought], now, cfg)
+                    add(REPURCHASE, items, raw, items.astype(np.int32), scale=self._again_scale)
             if s.copurchase is not None and wants(COMPLEMENTARY):
                 bought = (h_events == _PURCHASE) | (h_events == _CART)
                 if bought.any():
@@ -261,6 +268,19 @@ class Blender:
         if not drop:
             return _NO_ITEMS
         return drop[0] if len(drop) == 1 else np.concatenate(drop)
+
+
+def _bought_before(
+    items: np.ndarray, times: np.ndarray, now: int, cfg: BlendConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """The user's purchased items, scored by times bought x recency of the last purchase."""
+    unique, inverse, counts = np.unique(
+        items.astype(np.int64), return_inverse=True, return_counts=True
+    )
+    last = np.zeros(len(unique), dtype=np.int64)
+    np.maximum.at(last, inverse, times)
+    age_days = np.maximum(now - last, 0) / _DAY
+    return unique, (counts * np.exp2(-age_days / cfg.recency_half_life_days)).astype(np.float32)
 
 
 def _recent(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
 from recsys.blend import SOURCES, Blender, Strategies
@@ -80,3 +81,26 @@ def test_an_excluded_or_filtered_item_leaves_the_list_and_the_next_one_moves_up(
         -1, DATA.now, 5, session=np.array([0]), keep=lambda items: items % 2 == 0
     )
     assert only_even.items.tolist() and all(i % 2 == 0 for i in only_even.items.tolist())
+
+
+def test_what_a_customer_bought_before_comes_back_by_times_bought_and_recency() -> None:
+    data = fit_data(
+        [
+            ("u1", 0, E.PURCHASE, 0),
+            ("u1", 0, E.PURCHASE, 5),
+            ("u1", 1, E.PURCHASE, 9),
+            ("u1", 2, E.VIEW, 9),  # viewed, never bought: not "before"
+            ("u2", 3, E.PURCHASE, 9),
+        ],
+        items=list(range(6)),
+    )
+    strategies = Strategies.from_models(data.history, {"popularity": PopularityModel().fit(data)})
+    now = T0 + 10 * DAY
+    config = BlendConfig(recency_half_life_days=10.0, popular=0.0)
+    ranked = Blender(strategies, config).rank(0, now, 5)
+    # item 0: twice, last 5 days ago (2 x 2^-0.5 = 1.41); item 1: once, a day ago (0.93).
+    assert ranked.items.tolist() == [0, 1]
+    assert [SOURCES[s] for s in ranked.sources] == ["repurchase", "repurchase"]
+    assert ranked.scores[0] == pytest.approx(config.bought_before)
+    off = Blender(strategies, BlendConfig(bought_before=0.0, popular=0.0)).rank(0, now, 5)
+    assert len(off) == 0
