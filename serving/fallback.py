@@ -3,6 +3,8 @@
 The chain is data (`serving.chain`, default blend -> segment_popular -> category_popular ->
 trending -> popular; `new_item` may be added), then every item by popularity as the last
 resort, so a list is always full when the catalogue allows, whatever the filters took away.
+Before the chain, a user's portrait tier may let lead strategies take their shares of the list
+(`serving.tier_leads`: win-back, new arrivals, ...).
 """
 
 from __future__ import annotations
