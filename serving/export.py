@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from recsys.config import TIERS
 from recsys.errors import RecsysError
 from recsys.schema import EventType
 from serving.filters import Filters
@@ -107,15 +108,19 @@ def recommend_chunk(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        table = _chunk_table(model, user_ids, n, filters.resolved(model.serving), now)
-        return _with_tier(model, table) if with_tier else table
+        return _chunk_table(model, user_ids, n, filters.resolved(model.serving), now, with_tier)
     finally:
         if collecting:
             gc.enable()
 
 
 def _chunk_table(
-    model: ServedModel, user_ids: Sequence[Any] | np.ndarray, n: int, filters: Filters, now: int
+    model: ServedModel,
+    user_ids: Sequence[Any] | np.ndarray,
+    n: int,
+    filters: Filters,
+    now: int,
+    with_tier: bool,
 ) -> pa.Table:
     ids = np.asarray(user_ids)
     users = model.users.index(ids).astype(np.int64) if len(ids) else np.zeros(0, np.int64)
@@ -150,7 +155,7 @@ def _chunk_table(
     # Row r of the output is row `offset` of its user's answer.
     offset = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
     rows = pa.array(np.repeat(starts[answer_of], counts) + offset)
-    return pa.table(
+    table = pa.table(
         {
             "user_id": pa.array(np.repeat(ids, counts), type=_id_type(model.users.dtype)),
             "rank": pa.array((offset + 1).astype(np.int16)),
@@ -165,15 +170,14 @@ def _chunk_table(
             ),
         }
     )
-
-
-def _with_tier(model: ServedModel, table: pa.Table) -> pa.Table:
-    """The table with a `tier` column: each row's user's portrait tier."""
-    assert model.portraits is not None
-    users = model.users.index(table.column("user_id").to_numpy()).astype(np.int64)
-    rows = pa.array(np.maximum(users, 0), mask=users < 0)
-    tiers = model.portraits.column("tier").combine_chunks().dictionary_encode()
-    return table.append_column("tier", tiers.take(rows))
+    if with_tier:
+        # The tier codes serving loaded, per user, repeated over the user's rows.
+        tier = np.where(users >= 0, model.user_tier[np.maximum(users, 0)], -1).repeat(counts)
+        codes = pa.array(tier.astype(np.int32), mask=tier < 0)
+        table = table.append_column(
+            "tier", pa.DictionaryArray.from_arrays(codes, pa.array(list(TIERS)))
+        )
+    return table
 
 
 def share_keys(model: ServedModel, users: np.ndarray, user_ids: np.ndarray) -> np.ndarray:
