@@ -25,10 +25,11 @@ FileFormat = Literal["auto", "csv", "parquet"]
 
 
 @dataclass(frozen=True)
-class ReturnRule:
-    """A row matching this rule is a return (it cancels a purchase instead of counting as interest).
+class RowRule:
+    """A test on one column of the event log's rows: a return rule or a skip rule.
 
-    Exactly one test is set: `starts_with` (text prefix), `less_than` (number) or `equals` (text).
+    Exactly one test is set: `starts_with` (text prefix), `less_than` (number; values that are
+    not numbers never match) or `equals` (text). EventsSource checks that, naming the rule's key.
     """
 
     column: str
@@ -36,13 +37,9 @@ class ReturnRule:
     less_than: float | None = None
     equals: str | None = None
 
-    def __post_init__(self) -> None:
-        tests = [t for t in (self.starts_with, self.less_than, self.equals) if t is not None]
-        if len(tests) != 1:
-            raise ConfigError(
-                f"return rule on column {self.column!r} must set exactly one of "
-                f"starts_with, less_than, equals (got {len(tests)})"
-            )
+
+# The rule's first use, kept as a name so that existing imports keep working.
+ReturnRule = RowRule
 
 
 @dataclass(frozen=True)
@@ -74,11 +71,16 @@ class EventsSource:
     event_types: dict[str, str] = field(default_factory=dict)
     # type given to every row of a log without an event column.
     default_event: str = "purchase"
-    return_rules: tuple[ReturnRule, ...] = ()
+    # rows that are returns: they cancel purchases instead of counting as interest.
+    return_rules: tuple[RowRule, ...] = ()
     # non-product codes (postage, fees, discounts) that are not recommendable items.
     exclude_items: tuple[str, ...] = ()
+    # rows that are not interest, e.g. MovieLens ratings below 4: set aside as skipped_by_rule.
+    skip_rules: tuple[RowRule, ...] = ()
 
     def __post_init__(self) -> None:
+        _check_rules("events.return_rules", "return rule", self.return_rules)
+        _check_rules("events.skip_rules", "skip rule", self.skip_rules)
         _check_event_type("events.default_event", self.default_event)
         for raw, canonical in self.event_types.items():
             _check_event_type(f"events.event_types.{raw}", canonical)
@@ -86,6 +88,16 @@ class EventsSource:
             raise ConfigError(
                 "events.event_types is set but events.columns.event is not: "
                 "name the column that holds the event type, or drop event_types"
+            )
+
+
+def _check_rules(key: str, kind: str, rules: tuple[RowRule, ...]) -> None:
+    for i, rule in enumerate(rules):
+        tests = [t for t in (rule.starts_with, rule.less_than, rule.equals) if t is not None]
+        if len(tests) != 1:
+            raise ConfigError(
+                f"{key}[{i}]: {kind} on column {rule.column!r} must set exactly one of "
+                f"starts_with, less_than, equals (got {len(tests)})"
             )
 
 
@@ -540,6 +552,62 @@ class TrainingConfig:
             raise ConfigError(f"training.tolerance must be in [0, 1) (got {self.tolerance})")
 
 
+BASELINES: tuple[str, ...] = ("popular", "trending", "buy_again", "implicit_als", "item_knn")
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """`recsys evaluate`: the offline comparison of the engine, its strategies and baselines."""
+
+    # the held-out period: the last holdout_days of the log, or the last holdout_share of its
+    # time span (e.g. 0.1); neither set: training.holdout_days.
+    holdout_days: float | None = None
+    holdout_share: float | None = None
+    ks: tuple[int, ...] = (10, 20)
+    # known users with fewer distinct items than this before the cut have a "short" history.
+    short_history: int = 5
+    # a visit ends after this many minutes without an event (or with its basket, if the log has
+    # baskets): the session protocol's unit.
+    session_gap_minutes: float = 30.0
+    # at most this many held-out users per target and next-item predictions (seeded samples).
+    max_users: int = 10_000
+    max_session_predictions: int = 20_000
+    baselines: tuple[str, ...] = BASELINES
+    # bootstrap resamples of users for confidence intervals, and their level.
+    bootstrap: int = 1000
+    confidence: float = 0.95
+    # the engine must beat every baseline by this share of NDCG@max(k) on purchase targets.
+    required_margin: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.holdout_days is not None and self.holdout_share is not None:
+            raise ConfigError(
+                "evaluation.holdout_days and evaluation.holdout_share are both set: choose one"
+            )
+        if self.holdout_days is not None:
+            _positive("evaluation.holdout_days", self.holdout_days)
+        if self.holdout_share is not None and not 0 < self.holdout_share < 1:
+            raise ConfigError(
+                f"evaluation.holdout_share must be in (0, 1) (got {self.holdout_share})"
+            )
+        if not self.ks or any(k <= 0 for k in self.ks):
+            raise ConfigError(f"evaluation.ks must be positive cut-offs (got {list(self.ks)})")
+        _positive("evaluation.short_history", self.short_history)
+        _positive("evaluation.session_gap_minutes", self.session_gap_minutes)
+        _positive("evaluation.max_users", self.max_users)
+        _positive("evaluation.max_session_predictions", self.max_session_predictions)
+        _positive("evaluation.bootstrap", self.bootstrap)
+        if not 0 < self.confidence < 1:
+            raise ConfigError(f"evaluation.confidence must be in (0, 1) (got {self.confidence})")
+        _non_negative("evaluation.required_margin", self.required_margin)
+        for name in self.baselines:
+            if name not in BASELINES:
+                raise ConfigError(
+                    f"evaluation.baselines: unknown baseline {name!r} (expected some of "
+                    f"{list(BASELINES)})"
+                )
+
+
 @dataclass(frozen=True)
 class OutputConfig:
     """Where the job writes what it produces."""
@@ -565,6 +633,7 @@ class Config:
     portraits: PortraitsConfig = field(default_factory=PortraitsConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     # the file this was loaded from, for messages; not part of the hash.
     source: Path | None = field(default=None, compare=False)

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsys.config import Config, EventsSource, ReturnRule, ValidationConfig
-from recsys.errors import EventsSchemaError
+from recsys.config import Config, EventsSource, RowRule, ValidationConfig
+from recsys.errors import EventsSchemaError, SchemaError
 from recsys.schema import EVENT_TYPES, REASON_CODES, REASONS, EventType
 from recsys.tables import normalize_ids, read_columns, to_numbers
 from recsys.times import format_instant, parse_instant, parse_times
@@ -168,22 +168,31 @@ def _read_sources(src: EventsSource) -> tuple[pd.DataFrame, dict[str, int]]:
     cols = src.columns
     required = [cols.user, cols.item, cols.timestamp] + ([cols.event] if cols.event else [])
     rule_cols = [r.column for r in src.return_rules]
+    # Skip rules' columns are checked below rather than made required, so that a missing one is
+    # named with the config key that asks for it.
+    skip_cols = [r.column for r in src.skip_rules]
     optional = [c for c in (cols.quantity, cols.price, cols.session, cols.category) if c]
     text = [c for c in (cols.user, cols.item, cols.session, cols.event, cols.category) if c]
-    text += [r.column for r in src.return_rules if r.less_than is None]
+    text += [r.column for r in src.return_rules + src.skip_rules if r.less_than is None]
     frames = []
     files: dict[str, int] = {}
     for i, path in enumerate(src.path):
         frame = read_columns(
             path,
             required=list(dict.fromkeys(required + rule_cols)),
-            optional=optional,
+            optional=list(dict.fromkeys(optional + skip_cols)),
             what="events",
             fmt=src.format,
             encoding=src.encoding,
             text_columns=text,
             config_key="events.columns",
         )
+        for column in skip_cols:
+            if column not in frame:
+                raise SchemaError(
+                    f"{path.name}: missing column {column!r} named by events.skip_rules; "
+                    "set the rule's column to one of the file's column names or drop the rule"
+                )
         frame["__file"] = np.int16(i)
         frame["__row"] = np.arange(1, len(frame) + 1, dtype=np.int64)
         files[path.name] = len(frame)
@@ -224,7 +233,7 @@ def _map_and_validate(
     masks["out_of_window"] = valid_time & window
 
     event, masks["unknown_event"] = _event_codes(raw, src)
-    is_return = _return_mask(raw, src.return_rules)
+    is_return = _rule_mask(raw, src.return_rules)
     event[is_return] = EventType.RETURN
 
     excluded = set(src.exclude_items)
@@ -233,6 +242,7 @@ def _map_and_validate(
         if excluded
         else np.zeros(n, dtype=bool)
     )
+    masks["skipped_by_rule"] = _rule_mask(raw, src.skip_rules)
 
     if cols.quantity and cols.quantity in raw:
         quantity, masks["bad_quantity"] = to_numbers(raw[cols.quantity])
@@ -351,7 +361,8 @@ def _event_name(value: Any) -> str:
     return str(value).strip()
 
 
-def _return_mask(raw: pd.DataFrame, rules: tuple[ReturnRule, ...]) -> np.ndarray:
+def _rule_mask(raw: pd.DataFrame, rules: tuple[RowRule, ...]) -> np.ndarray:
+    """Mark the rows that match any of the rules; empty and non-numeric values never match."""
     mask = np.zeros(len(raw), dtype=bool)
     for rule in rules:
         values = raw[rule.column]

@@ -52,6 +52,7 @@ REASONS: tuple[Reason, ...] = (
     Reason("out_of_window", "times outside the configured window", fatal=False),
     Reason("unknown_event", "event types not in events.event_types"),
     Reason("excluded_item", "items listed in events.exclude_items", fatal=False),
+    Reason("skipped_by_rule", "rows matching events.skip_rules", fatal=False),
     Reason("bad_quantity", "quantities that are not numbers"),
     Reason("negative_quantity", "negative quantities that no return rule matched"),
     Reason("bad_price", "prices that are not numbers"),
