@@ -1,10 +1,12 @@
-"""Ranking metrics over top-k lists: recall, precision, NDCG, MAP, hit rate, MRR, coverage."""
+"""Ranking metrics over top-k lists, beyond-accuracy measures, and bootstrap intervals."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 RANKING_METRICS = ("recall", "precision", "ndcg", "map", "hit_rate", "mrr")
@@ -92,3 +94,72 @@ def coverage(recommended: np.ndarray, n_items: int) -> float:
     items = np.asarray(recommended)
     distinct = np.unique(items[items >= 0])
     return len(distinct) / n_items if n_items else 0.0
+
+
+def popularity_rank(recommended: np.ndarray, item_rank: np.ndarray) -> float:
+    """Mean popularity rank (1 = most popular) of the recommended items: lower is more mainstream.
+
+    `item_rank` holds each item index's 0-based rank among the training items.
+    """
+    items = np.asarray(recommended)
+    items = items[items >= 0]
+    if len(items) == 0:
+        return float("nan")
+    return float(np.asarray(item_rank)[items].mean() + 1)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean with its bootstrap confidence interval."""
+
+    mean: float
+    low: float
+    high: float
+    level: float
+
+    def excludes_zero(self) -> bool:
+        """Whether the interval lies wholly on one side of zero."""
+        return self.low > 0 or self.high < 0
+
+
+def bootstrap_interval(
+    values: np.ndarray, *, resamples: int = 1000, level: float = 0.95, seed: int = 0
+) -> Interval:
+    """Percentile bootstrap interval of the mean of per-user values (NaN users left out).
+
+    For a paired comparison of two strategies, pass the per-user differences.
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1) (got {level})")
+    if resamples <= 0:
+        raise ValueError(f"resamples must be > 0 (got {resamples})")
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        nan = float("nan")
+        return Interval(nan, nan, nan, level)
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    # In blocks, so that a million users x a thousand resamples never sits in memory at once.
+    block = max(1, 2_000_000 // len(values))
+    for start in range(0, resamples, block):
+        stop = min(start + block, resamples)
+        picks = rng.integers(0, len(values), size=(stop - start, len(values)))
+        means[start:stop] = values[picks].mean(axis=1)
+    tail = (1 - level) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return Interval(float(values.mean()), float(low), float(high), level)
+
+
+def relevance_codes(indices: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Item indices to score against, each item unknown to the model as a negative code of its own.
+
+    Items first seen in the test period still count as relevant (they lower recall, as they
+    should); one shared -1 would count many new items as one.
+    """
+    codes = np.asarray(indices, dtype=np.int64).copy()
+    unknown = codes < 0
+    if unknown.any():
+        factor, _ = pd.factorize(np.asarray(ids)[unknown])
+        codes[unknown] = -1 - factor
+    return codes

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from recsys import __version__
@@ -20,7 +19,7 @@ from recsys.blend import SOURCES, Blender, Strategies
 from recsys.candidates import ALSCandidates, popular_pool
 from recsys.config import TIERS, Config
 from recsys.errors import GateRefusedError, NotEnoughHistoryError
-from recsys.metrics import mean_metrics, ranking_metrics
+from recsys.metrics import mean_metrics, ranking_metrics, relevance_codes
 from recsys.modeldir import VersionWriter, clean_stale, current_path, prune, publish, read_manifest
 from recsys.models.als import ALSModel
 from recsys.models.base import FitData, Model
@@ -167,13 +166,7 @@ def evaluate_holdout(
 
     test = split.test
     users = train.users.index(test["user"].to_numpy())
-    items = train.items.index(test["item"].to_numpy()).astype(np.int64)
-    # Items the model cannot know still count as relevant, each as itself: a distinct negative
-    # code per unknown item (one shared -1 would count many new items as one).
-    unknown = items < 0
-    if unknown.any():
-        codes, _ = pd.factorize(test["item"].to_numpy()[unknown])
-        items[unknown] = -1 - codes
+    items = relevance_codes(train.items.index(test["item"].to_numpy()), test["item"].to_numpy())
     events = test["event"].to_numpy()
     rng = np.random.default_rng(config.seed)
     metrics: dict[str, dict[str, dict[str, float]]] = {}
