@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from recsys.config import load_config
-from recsys.errors import GateRefusedError, LockedError, RecsysError
+from recsys.errors import ConfigError, GateRefusedError, LockedError, RecsysError
 
 # Exit codes a scheduler can act on.
 EXIT_OK = 0
@@ -76,6 +76,30 @@ def _parser() -> argparse.ArgumentParser:
         "--on-error", choices=["strict", "quarantine"], help="override validation.on_error"
     )
     train.set_defaults(run=_train)
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="compare the engine, its strategies and baselines offline on a time split",
+    )
+    ev.add_argument(
+        "--config",
+        required=True,
+        type=Path,
+        action="append",
+        help="the shop's TOML config; repeat to compare configurations (A/B) on one split",
+    )
+    held = ev.add_mutually_exclusive_group()
+    held.add_argument("--holdout-days", type=float, help="hold out the last N days")
+    held.add_argument(
+        "--holdout-share", type=float, help="hold out the last share of the time span (e.g. 0.1)"
+    )
+    ev.add_argument("--k", help="comma-separated cut-offs (default: evaluation.ks, e.g. 10,20)")
+    ev.add_argument("--out", type=Path, help="report folder (default: reports/<config name>)")
+    ev.add_argument(
+        "--on-error", choices=["strict", "quarantine"], help="override validation.on_error"
+    )
+    ev.add_argument("--no-progress", action="store_true", help="no progress bars")
+    ev.set_defaults(run=_evaluate)
 
     rec = sub.add_parser(
         "recommend", help="print recommendations from the published model (serving's answers)"
@@ -158,6 +182,33 @@ def _train(args: argparse.Namespace) -> int:
     steps = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())
     print(f"timings: {steps}")
     print(f"published version {result.version}: {result.path}")
+    return EXIT_OK
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from training.evaluate import default_out, evaluate, format_summary
+    from training.report import write_report
+
+    configs = [load_config(path) for path in args.config]
+    ks = None
+    if args.k:
+        try:
+            ks = [int(k) for k in args.k.split(",")]
+        except ValueError:
+            raise ConfigError(
+                f"--k must be comma-separated whole numbers (got {args.k!r})"
+            ) from None
+    results = evaluate(
+        configs,
+        holdout_days=args.holdout_days,
+        holdout_share=args.holdout_share,
+        ks=ks,
+        on_error=args.on_error,
+        progress=not args.no_progress,
+    )
+    files = write_report(results, args.out or default_out(configs[0]))
+    print(format_summary(results))
+    print(f"report: {files.markdown} (numbers: {files.json}; {len(files.plots)} plots)")
     return EXIT_OK
 
 
