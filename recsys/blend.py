@@ -41,8 +41,6 @@ _DAY = 86_400.0
 _PURCHASE, _CART = int(EventType.PURCHASE), int(EventType.CART)
 _NO_ITEMS = np.zeros(0, dtype=np.int64)
 _ONE = np.ones(1)
-# Each step back in a visit counts a little less than the one after it.
-_SESSION_DECAY = 0.85
 # A visit's complements count half as much as its neighbours.
 _SESSION_COMPLEMENTS = 0.5
 
@@ -132,7 +130,7 @@ class Blender:
         self.weights = [float(getattr(cfg, name)) for name in SOURCES]
         # "Bought before" shares the repurchase source; its own weight, relative to it.
         self._again_scale = cfg.bought_before / cfg.repurchase if cfg.repurchase > 0 else 0.0
-        self._steps = _SESSION_DECAY ** np.arange(cfg.recent_items)
+        self._steps = cfg.session_decay ** np.arange(cfg.recent_items)
         # The popular part is the same for every call of a given size: built once.
         self._popular: dict[tuple[int, float], _Part] = {}
 
