@@ -117,11 +117,15 @@ class _ImplicitBaseline:
             row, userid = self.matrix[user], user
         else:
             return _NONE
-        with threadpool_limits(1, "blas"):
-            ids, scores = self.model.recommend(  # type: ignore[attr-defined]
-                userid, row, N=n, recalculate_user=recalculate
-            )
-        return np.asarray(ids, dtype=np.int64)[np.isfinite(scores) & (ids >= 0)]
+        # Callers set BLAS to one thread around many calls (threadpool_limits costs ~0.5 ms).
+        ids, _ = self.model.recommend(  # type: ignore[attr-defined]
+            userid, row, N=n + row.nnz, recalculate_user=recalculate
+        )
+        ids = np.asarray(ids, dtype=np.int64)
+        # implicit pads a short list with the row's own items (scored 0 or -3.4e38): the
+        # library means to leave them out, so they are left out here.
+        ids = ids[(ids >= 0) & ~np.isin(ids, row.indices)]
+        return ids[:n]
 
 
 class ImplicitALS(_ImplicitBaseline):

@@ -65,7 +65,8 @@ def cut_sessions(
 
     A new session starts at a new user, after more than `gap_seconds` without an event, or,
     where `baskets` (invoice or basket ids) are given, at a new basket: in a purchase log one
-    invoice is one visit, even when two invoices fall minutes apart.
+    invoice is one visit, even when two invoices fall minutes apart. Where both rows have a
+    basket id, the id alone decides (one basket is one visit, however long it took).
     """
     users, times = np.asarray(users), np.asarray(times)
     if len(users) != len(times) or (baskets is not None and len(baskets) != len(users)):

@@ -98,8 +98,30 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--on-error", choices=["strict", "quarantine"], help="override validation.on_error"
     )
+    ev.add_argument(
+        "--validation",
+        action="store_true",
+        help="score the period before the holdout instead, never reading the holdout "
+        "(to choose weights without overfitting the test period)",
+    )
+    ev.add_argument("--no-sessions", action="store_true", help="skip the session protocol (faster)")
     ev.add_argument("--no-progress", action="store_true", help="no progress bars")
     ev.set_defaults(run=_evaluate)
+
+    tune = sub.add_parser(
+        "tune",
+        help="choose the blend weights on the period before the evaluation's holdout",
+    )
+    tune.add_argument("--config", required=True, type=Path, help="the shop's TOML config")
+    held = tune.add_mutually_exclusive_group()
+    held.add_argument("--holdout-days", type=float, help="the evaluation holds out N days")
+    held.add_argument("--holdout-share", type=float, help="... or this share of the time span")
+    tune.add_argument("--write", type=Path, help="also write the [blend] section to this file")
+    tune.add_argument(
+        "--on-error", choices=["strict", "quarantine"], help="override validation.on_error"
+    )
+    tune.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tune.set_defaults(run=_tune)
 
     rec = sub.add_parser(
         "recommend", help="print recommendations from the published model (serving's answers)"
@@ -205,10 +227,31 @@ def _evaluate(args: argparse.Namespace) -> int:
         ks=ks,
         on_error=args.on_error,
         progress=not args.no_progress,
+        validation=args.validation,
+        sessions=not args.no_sessions,
     )
     files = write_report(results, args.out or default_out(configs[0]))
     print(format_summary(results))
     print(f"report: {files.markdown} (numbers: {files.json}; {len(files.plots)} plots)")
+    return EXIT_OK
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from training.tune import tune
+
+    result = tune(
+        load_config(args.config),
+        holdout_days=args.holdout_days,
+        holdout_share=args.holdout_share,
+        on_error=args.on_error,
+        progress=not args.no_progress,
+    )
+    print(result.format())
+    print("\npaste into the configuration (then confirm with `recsys evaluate`):\n")
+    print(result.toml())
+    if args.write is not None:
+        args.write.write_text(result.toml(), encoding="utf-8")
+        print(f"wrote {args.write}")
     return EXIT_OK
 
 

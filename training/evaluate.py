@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from recsys.baselines import (
     Baseline,
@@ -88,7 +89,7 @@ _NO_VISIT: np.ndarray | None = None
 
 
 @dataclass
-class _Engine:
+class Engine:
     """One configuration's engine, fitted on the training split."""
 
     name: str
@@ -115,31 +116,30 @@ def evaluate(
     ks: Sequence[int] | None = None,
     on_error: str | None = None,
     progress: bool = True,
+    validation: bool = False,
+    sessions: bool = True,
 ) -> dict[str, Any]:
     """Evaluate the engine of each configuration beside baselines on one split; return results.
 
     The first configuration is the engine's; more are compared with it (A/B, with bootstrap
-    intervals). The results are plain JSON-ready data, as `training.report.write_report` takes.
+    intervals). With `validation`, the period of the same length just before the held-out one
+    is scored instead, and the held-out period is not read at all: choose weights there, then
+    confirm once on the held-out period. The results are plain JSON-ready data, as
+    `training.report.write_report` takes.
     """
     if not configs:
         raise ValueError("evaluate needs at least one configuration")
     config = configs[0]
-    options = _options(config.evaluation, holdout_days, holdout_share, ks)
+    options = options_for(config.evaluation, holdout_days, holdout_share, ks)
     _check_same_log(configs)
     steps = Steps()
     dataset = build_dataset(config, on_error=on_error)
     steps.merge(dataset.timings)
     frame = dataset.events.frame
-    if options.holdout_share is not None:
-        split = time_split(frame, holdout_share=options.holdout_share)
-        holdout = f"last {options.holdout_share:.0%} of the log's time span"
-    else:
-        days = options.holdout_days or config.training.holdout_days
-        split = time_split(frame, days)
-        holdout = f"last {days:g} days"
+    split, holdout = held_out(frame, options, config.training.holdout_days, validation)
     steps.done("split")
 
-    engines = [_fit_engine(_name(c, i), c, dataset, split) for i, c in enumerate(configs)]
+    engines = [fit_engine(_name(c, i), c, dataset, split) for i, c in enumerate(configs)]
     for engine in engines[1:]:
         if not np.array_equal(engine.train.items.ids, engines[0].train.items.ids):
             raise ConfigError(
@@ -153,7 +153,7 @@ def evaluate(
 
     k_max = max(max(options.ks), HEADLINE_K)
     rng = np.random.default_rng(config.seed)
-    requests = _global_requests(main, split, options, rng)
+    requests = global_requests(main, split, options, rng)
     # Without a visit, the session part and the last item's neighbours have nothing to go on.
     in_global = {n: r for n, r in rankers.items() if n not in ("only:session", "last_item")}
     scored = _score(in_global, requests, k_max, progress, "global protocol")
@@ -174,8 +174,10 @@ def evaluate(
     }
     global_results["beyond"] = beyond
 
-    session = _session_protocol(main, split, options, rankers, rng, progress, k_max)
-    steps.done("session protocol")
+    session = None
+    if sessions:
+        session = _session_protocol(main, split, options, rankers, rng, progress, k_max)
+        steps.done("session protocol")
 
     headline = {"target": "conversion" if "conversion" in per_user else "all", "group": "known"}
     metric = f"ndcg@{HEADLINE_K}"
@@ -247,7 +249,7 @@ def format_summary(results: dict[str, Any]) -> str:
 # --- setting up ----------------------------------------------------------------------------
 
 
-def _options(
+def options_for(
     base: EvaluationConfig,
     holdout_days: float | None,
     holdout_share: float | None,
@@ -260,6 +262,27 @@ def _options(
     if ks is not None:
         changes["ks"] = tuple(int(k) for k in ks)
     return dataclasses.replace(base, **changes) if changes else base
+
+
+def held_out(
+    frame: pd.DataFrame, options: EvaluationConfig, default_days: float, validation: bool
+) -> tuple[TimeSplit, str]:
+    """The evaluation's split, or with `validation` the same-length period before it, described.
+
+    The validation split is cut from the training events alone: the held-out period is dropped.
+    """
+    if options.holdout_share is not None:
+        split = time_split(frame, holdout_share=options.holdout_share)
+        holdout = f"last {options.holdout_share:.0%} of the log's time span"
+    else:
+        days = options.holdout_days or default_days
+        split = time_split(frame, days)
+        holdout = f"last {days:g} days"
+    if validation:
+        length_days = (int(frame["timestamp"].max()) - split.cut) / 86_400
+        split = time_split(split.train, length_days)
+        holdout = f"validation: the {length_days:.4g} days before the {holdout}"
+    return split, holdout
 
 
 def _check_same_log(configs: Sequence[Config]) -> None:
@@ -279,7 +302,7 @@ def _name(config: Config, position: int) -> str:
     return f"engine:{stem}"
 
 
-def _fit_engine(name: str, config: Config, dataset: Dataset, split: TimeSplit) -> _Engine:
+def fit_engine(name: str, config: Config, dataset: Dataset, split: TimeSplit) -> Engine:
     """Fit one configuration's models on the training split."""
     train = subset(dataset, split.train, config)
     data = fit_data(train, config)
@@ -287,15 +310,15 @@ def _fit_engine(name: str, config: Config, dataset: Dataset, split: TimeSplit) -
     models = fit_models(data, config)
     seconds = time.perf_counter() - start
     log.info("%s fitted on %s events in %.1fs", name, f"{len(split.train):,}", seconds)
-    return _Engine(name, config, train, data, blender(models, data, config), seconds)
+    return Engine(name, config, train, data, blender(models, data, config), seconds)
 
 
-def _popularity(engine: _Engine) -> PopularityModel:
+def _popularity(engine: Engine) -> PopularityModel:
     return engine.blend.strategies.popularity
 
 
 def _strategies(
-    engines: list[_Engine], options: EvaluationConfig, seed: int
+    engines: list[Engine], options: EvaluationConfig, seed: int
 ) -> tuple[dict[str, Ranker], dict[str, str], dict[str, str], dict[str, float]]:
     """Every strategy under test: engines, the first engine's parts alone, then baselines."""
     rankers: dict[str, Ranker] = {}
@@ -375,7 +398,7 @@ def _baseline_ranker(baseline: Baseline) -> Ranker:
 
 
 @dataclass
-class _Requests:
+class Requests:
     """Who is asked, with what visit and when, and what each then did (by target)."""
 
     users: np.ndarray  # user index, -1 for cold users
@@ -386,9 +409,9 @@ class _Requests:
     group_labels: dict[str, str]
 
 
-def _global_requests(
-    engine: _Engine, split: TimeSplit, options: EvaluationConfig, rng: np.random.Generator
-) -> _Requests:
+def global_requests(
+    engine: Engine, split: TimeSplit, options: EvaluationConfig, rng: np.random.Generator
+) -> Requests:
     """Held-out users: known ones asked at the cut; cold ones after their first visit."""
     train, data = engine.train, engine.data
     test = split.test
@@ -464,7 +487,7 @@ def _global_requests(
         relevant[target] = _per_request(row_request[mask], items[mask], n_requests)
 
     group_rows, group_labels = _groups(engine, known_users, n_known, n_requests, options, split)
-    return _Requests(
+    return Requests(
         users=request_users,
         visits=visits,
         now=np.asarray(now, dtype=np.int64),
@@ -475,7 +498,7 @@ def _global_requests(
 
 
 def _groups(
-    engine: _Engine,
+    engine: Engine,
     known_users: np.ndarray,
     n_known: int,
     n_requests: int,
@@ -530,7 +553,7 @@ def _sample(values: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndar
 
 
 def _score(
-    rankers: dict[str, Ranker], requests: _Requests, k: int, progress: bool, label: str
+    rankers: dict[str, Ranker], requests: Requests, k: int, progress: bool, label: str
 ) -> _Scored:
     """Ask every strategy for every request's top-k, timing each call."""
     from tqdm import tqdm
@@ -540,7 +563,11 @@ def _score(
     latency = {name: np.zeros(n) for name in rankers}
     users, visits, now = requests.users.tolist(), requests.visits, requests.now.tolist()
     clock = time.perf_counter
-    with tqdm(total=n * len(rankers), desc=label, unit="lists", disable=not progress) as bar:
+    # One BLAS thread for the library baselines' per-call folding, set once for every call.
+    with (
+        threadpool_limits(1, "blas"),
+        tqdm(total=n * len(rankers), desc=label, unit="lists", disable=not progress) as bar,
+    ):
         for name, rank in rankers.items():
             bar.set_postfix_str(name)
             out, spent = lists[name], latency[name]
@@ -555,7 +582,7 @@ def _score(
 
 
 def _global_metrics(
-    requests: _Requests, scored: _Scored, options: EvaluationConfig, engine: _Engine
+    requests: Requests, scored: _Scored, options: EvaluationConfig, engine: Engine
 ) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
     """Metrics per target, group, strategy and k; per-user NDCG@20 of known users for CIs."""
     labels = {name: label for name, (label, _kinds) in TARGETS.items()} | REPEAT_TARGETS
@@ -607,7 +634,7 @@ def _for_sessions(rankers: dict[str, Ranker]) -> list[str]:
 
 
 def _session_protocol(
-    engine: _Engine,
+    engine: Engine,
     split: TimeSplit,
     options: EvaluationConfig,
     rankers: dict[str, Ranker],
@@ -616,6 +643,39 @@ def _session_protocol(
     k: int,
 ) -> dict[str, Any] | None:
     """Replay every held-out visit as an anonymous one; predict each next item from the last."""
+    found = session_requests(engine, split, options, rng)
+    if found is None:
+        return None
+    requests, n_sessions, by_basket = found
+    chosen = {name: rank for name, rank in rankers.items() if name in _for_sessions(rankers)}
+    scored = _score(chosen, requests, k, progress, "session protocol")
+    truth = requests.relevant["next"]
+    results = {}
+    for name, lists in scored.lists.items():
+        values = mean_metrics(ranking_metrics(lists, truth, engine.data.n_items, HEADLINE_K))
+        results[name] = {
+            "hit_rate": values["hit_rate"],
+            "mrr": values["mrr"],
+            "latency_ms": _latency(scored.latency[name]),
+        }
+    ends = (
+        "one basket or invoice"
+        if by_basket
+        else f"{options.session_gap_minutes:g} minutes of inactivity"
+    )
+    return {
+        "label": f"next item in a visit (a visit ends with {ends})",
+        "k": HEADLINE_K,
+        "sessions": n_sessions,
+        "predictions": len(requests.users),
+        "results": results,
+    }
+
+
+def session_requests(
+    engine: Engine, split: TimeSplit, options: EvaluationConfig, rng: np.random.Generator
+) -> tuple[Requests, int, bool] | None:
+    """Every next-item prediction of the held-out visits (a seeded sample), and the visit count."""
     test = split.test
     test = test.loc[test["event"].to_numpy() != EventType.RETURN]
     if len(test) == 0:
@@ -624,7 +684,9 @@ def _session_protocol(
     order = np.lexsort((test["timestamp"].to_numpy(), user_codes))
     test = test.iloc[order]
     user_codes = user_codes[order]
-    baskets = test["session"].to_numpy() if "session" in test else None
+    baskets = None
+    if "session" in test and test["session"].notna().any():
+        baskets = test["session"].to_numpy()
     session = cut_sessions(
         user_codes, test["timestamp"].to_numpy(), options.session_gap_minutes * 60, baskets
     )
@@ -641,13 +703,13 @@ def _session_protocol(
     targets = np.flatnonzero(rows > session_start)
     if len(targets) == 0:
         return None
-    n_sessions = len(np.unique(session[targets]))
     targets = _sample(targets, options.max_session_predictions, rng)
+    n_sessions = len(np.unique(session[targets]))
     visits: list[np.ndarray | None] = []
     for row in targets.tolist():
         seen = items[session_start[row] : row]
         visits.append(seen[seen >= 0])
-    requests = _Requests(
+    requests = Requests(
         users=np.full(len(targets), -1),
         visits=visits,
         now=times[targets - 1].astype(np.int64),
@@ -655,25 +717,7 @@ def _session_protocol(
         group_rows={"all": np.arange(len(targets))},
         group_labels={"all": "every held-out visit, as an anonymous one"},
     )
-    chosen = {name: rank for name, rank in rankers.items() if name in _for_sessions(rankers)}
-    scored = _score(chosen, requests, k, progress, "session protocol")
-    truth = requests.relevant["next"]
-    results = {}
-    for name, lists in scored.lists.items():
-        values = mean_metrics(ranking_metrics(lists, truth, engine.data.n_items, HEADLINE_K))
-        results[name] = {
-            "hit_rate": values["hit_rate"],
-            "mrr": values["mrr"],
-            "latency_ms": _latency(scored.latency[name]),
-        }
-    basket_note = "one basket or invoice" if baskets is not None else "30 minutes of inactivity"
-    return {
-        "label": f"next item in a visit (a visit ends with {basket_note})",
-        "k": HEADLINE_K,
-        "sessions": n_sessions,
-        "predictions": len(targets),
-        "results": results,
-    }
+    return requests, n_sessions, baskets is not None
 
 
 # --- verdict and comparisons ---------------------------------------------------------------
@@ -722,7 +766,7 @@ def _verdict(
 def _comparisons(
     per_user: dict[str, dict[str, np.ndarray]],
     headline_target: str,
-    engines: list[_Engine],
+    engines: list[Engine],
     kinds: dict[str, str],
     options: EvaluationConfig,
     seed: int,
