@@ -52,6 +52,9 @@ VISIT_GRID: dict[str, tuple[float, ...]] = {
 }
 # Visits are scored on at most this many next-item predictions (a seeded sample).
 _VISIT_PREDICTIONS = 5_000
+# Below this many users (or predictions) a weight's win is mostly noise: that group's weights
+# are left as configured.
+MIN_SAMPLE = 100
 
 
 @dataclass
@@ -65,6 +68,7 @@ class TuneResult:
     period: str = ""
     users: int = 0
     predictions: int = 0
+    skipped: list[str] = field(default_factory=list)
 
     def changed(self) -> dict[str, tuple[float, float]]:
         """The weights that moved: name -> (configured, chosen)."""
@@ -90,12 +94,13 @@ class TuneResult:
         ]
         for objective, (before, after) in self.scores.items():
             gain = after / before - 1 if before > 0 else float("nan")
-            lines.append(f"  {objective:<34}{before:.4f} -> {after:.4f} ({gain:+.1%})")
+            lines.append(f"  {objective:<46}{before:.4f} -> {after:.4f} ({gain:+.1%})")
+        lines += [f"  {reason}" for reason in self.skipped]
         moved = self.changed()
         if not moved:
             lines.append("  no weight beat the configured one by the required margin")
         for name, (before, after) in moved.items():
-            lines.append(f"  {name:<34}{before:g} -> {after:g}")
+            lines.append(f"  {name:<46}{before:g} -> {after:g}")
         return "\n".join(lines)
 
 
@@ -129,10 +134,16 @@ def tune(
     def known_score(blend: BlendConfig) -> float:
         return _score(engine, blend, known, rows, target, "ndcg")
 
-    objectives: list[tuple[str, dict[str, tuple[float, ...]], Callable[[BlendConfig], float]]] = [
-        (f"NDCG@{HEADLINE_K} of known users ({target})", KNOWN_GRID, known_score)
-    ]
-    if found is not None:
+    objectives: list[tuple[str, dict[str, tuple[float, ...]], Callable[[BlendConfig], float]]] = []
+    skipped: list[str] = []
+    if len(rows) >= MIN_SAMPLE:
+        objectives.append((f"NDCG@{HEADLINE_K} of known users ({target})", KNOWN_GRID, known_score))
+    else:
+        skipped.append(
+            f"known users' weights kept: only {len(rows)} users in the validation period "
+            f"(at least {MIN_SAMPLE} needed)"
+        )
+    if found is not None and len(found[0].users) >= MIN_SAMPLE:
         visits = found[0]
         every = np.arange(len(visits.users))
 
@@ -140,6 +151,12 @@ def tune(
             return _score(engine, blend, visits, every, "next", "hit_rate")
 
         objectives.append((f"HR@{HEADLINE_K} of the next item in a visit", VISIT_GRID, visit_score))
+    else:
+        count = 0 if found is None else len(found[0].users)
+        skipped.append(
+            f"visit weights kept: only {count} next-item predictions in the validation period "
+            f"(at least {MIN_SAMPLE} needed)"
+        )
 
     from tqdm import tqdm
 
@@ -169,6 +186,7 @@ def tune(
         period=period,
         users=len(rows),
         predictions=0 if found is None else len(found[0].users),
+        skipped=skipped,
     )
 
 
