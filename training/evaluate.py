@@ -771,15 +771,17 @@ def _comparisons(
     options: EvaluationConfig,
     seed: int,
 ) -> list[dict[str, Any]]:
-    """Paired bootstrap intervals: the engine against each baseline, and each config's engine."""
+    """Paired bootstrap intervals of b - a: engine - baseline, and other config - engine."""
+    # Read as "b - a": the engine's gain over each baseline, a configuration's over the engine.
     pairs = [
-        ("engine", name, headline_target) for name, kind in kinds.items() if kind == "baseline"
+        (name, "engine", headline_target) for name, kind in kinds.items() if kind == "baseline"
     ]
     pairs += [("engine", engine.name, target) for engine in engines[1:] for target in per_user]
     out = []
     for a, b, target in pairs:
-        if b not in per_user.get(target, {}):
-            continue
+        scored = per_user.get(target, {})
+        if a not in scored or b not in scored:
+            continue  # e.g. a session-only baseline: nothing to compare on known users
         first, second = per_user[target][a], per_user[target][b]
         interval = bootstrap_interval(
             second - first, resamples=options.bootstrap, level=options.confidence, seed=seed
