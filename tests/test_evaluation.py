@@ -386,7 +386,7 @@ def test_a_second_configuration_is_compared_with_bootstrap_intervals(tmp_path: P
 
     assert results["strategies"]["engine:b"] == {
         "kind": "engine",
-        "label": "engine default blend (b.toml)",
+        "label": "engine (b.toml)",
     }
     assert list(results["strategies"])[:2] == ["engine", "engine:b"]
     assert "engine:b" in table(results) and "engine:b" in results["session"]["results"]

@@ -329,9 +329,8 @@ def _strategies(
         rankers[engine.name] = _engine_ranker(engine.blend, None)
         kinds[engine.name] = "engine"
         path = engine.config.source
-        labels[engine.name] = "engine default blend" + (
-            f" ({path.name})" if path is not None and engine is not engines[0] else ""
-        )
+        # The configuration names the engine: its [blend] weights are the shop's own.
+        labels[engine.name] = "engine" + (f" ({path.name})" if path is not None else "")
         seconds[engine.name] = engine.seconds
     main = engines[0]
     for source in _available_parts(main.blend):
