@@ -19,6 +19,7 @@ from recsys.blend import SOURCES, Blender, Strategies
 from recsys.candidates import ALSCandidates, popular_pool
 from recsys.config import TIERS, Config
 from recsys.errors import GateRefusedError, NotEnoughHistoryError
+from recsys.jsonable import jsonable
 from recsys.metrics import mean_metrics, ranking_metrics, relevance_codes
 from recsys.modeldir import VersionWriter, clean_stale, current_path, prune, publish, read_manifest
 from recsys.models.als import ALSModel
@@ -451,7 +452,7 @@ def _write(
             "forced": gate.forced,
             "timings": dict(steps.timings),
         }
-        return writer.commit(_json_safe(manifest))
+        return writer.commit(jsonable(manifest))
 
 
 def _inputs(config: Config) -> list[dict[str, Any]]:
@@ -469,15 +470,3 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

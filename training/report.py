@@ -6,11 +6,12 @@ import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from recsys.jsonable import jsonable
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -46,7 +47,7 @@ def write_report(results: dict[str, Any], out: Path) -> ReportFiles:
     """Write results.json, the plots and report.md into `out` (created); return their paths."""
     out.mkdir(parents=True, exist_ok=True)
     json_path = out / JSON_NAME
-    text = json.dumps(_jsonable(results), indent=2, allow_nan=False, ensure_ascii=False)
+    text = json.dumps(jsonable(results), indent=2, allow_nan=False, ensure_ascii=False)
     json_path.write_text(text + "\n", encoding="utf-8")
     plots, skipped = _write_plots(results, out)
     markdown_path = out / MARKDOWN_NAME
@@ -60,25 +61,6 @@ def render_markdown(results: dict[str, Any], plots: Sequence[Path] = ()) -> str:
 
 
 # --- JSON -----------------------------------------------------------------------------------
-
-
-def _jsonable(value: Any) -> Any:
-    """Return a copy of `value` that strict JSON accepts: NaN and inf as None, numpy as Python."""
-    if isinstance(value, Mapping):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    return value
 
 
 # --- reading the results --------------------------------------------------------------------
