@@ -34,9 +34,21 @@ SOURCES: tuple[str, ...] = (
     "complementary",
     "session",
     "popular",
+    "reminder",
+    "category_reach",
 )
-PERSONAL, NEIGHBOURS, REPURCHASE, COMPLEMENTARY, SESSION, POPULAR = range(len(SOURCES))
+(
+    PERSONAL,
+    NEIGHBOURS,
+    REPURCHASE,
+    COMPLEMENTARY,
+    SESSION,
+    POPULAR,
+    REMINDER,
+    CATEGORY_REACH,
+) = range(len(SOURCES))
 _DAY = 86_400.0
+_HOUR = 3_600.0
 # Purchases and carts seed complementary items ("bought X -> needs Y").
 _PURCHASE, _CART = int(EventType.PURCHASE), int(EventType.CART)
 _NO_ITEMS = np.zeros(0, dtype=np.int64)
@@ -50,6 +62,7 @@ class Strategies:
     """The fitted models a blend draws on; any but popularity may be missing (None).
 
     `candidates` are the trainer's stored ALS lists; without them ALS is searched live.
+    `item_category` holds each item's category code (-1: none), for category reach.
     """
 
     history: UserHistory
@@ -59,6 +72,7 @@ class Strategies:
     copurchase: CoPurchase | None = None
     repurchase: RepurchaseModel | None = None
     candidates: ALSCandidates | None = None
+    item_category: np.ndarray | None = None
 
     @classmethod
     def from_models(
@@ -66,6 +80,7 @@ class Strategies:
         history: UserHistory,
         models: Mapping[str, Model],
         candidates: ALSCandidates | None = None,
+        item_category: np.ndarray | None = None,
     ) -> Strategies:
         """Pick the blend's strategies out of fitted models keyed by model name."""
 
@@ -87,6 +102,7 @@ class Strategies:
             copurchase=get("copurchase", CoPurchase),
             repurchase=get("repurchase", RepurchaseModel),
             candidates=candidates if als is not None else None,
+            item_category=item_category,
         )
 
 
@@ -131,6 +147,13 @@ class Blender:
         # "Bought before" shares the repurchase source; its own weight, relative to it.
         self._again_scale = cfg.bought_before / cfg.repurchase if cfg.repurchase > 0 else 0.0
         self._steps = cfg.session_decay ** np.arange(cfg.recent_items)
+        # Reminder weight of each event type code (purchases and returns are not interest).
+        self._reminder_weights = np.zeros(len(EventType), dtype=np.float64)
+        self._reminder_weights[EventType.VIEW] = cfg.reminder_view
+        self._reminder_weights[EventType.CART] = cfg.reminder_cart
+        self._reminder_weights[EventType.FAVOURITE] = cfg.reminder_favourite
+        categories = strategies.item_category
+        self._reach = categories is not None and len(categories) > 0 and int(categories.max()) >= 0
         # The popular part is the same for every call of a given size: built once.
         self._popular: dict[tuple[int, float], _Part] = {}
 
@@ -207,11 +230,21 @@ class Blender:
                 if bought.any():
                     items, raw = _bought_before(h_items[bought], h_times[bought], now, cfg)
                     add(REPURCHASE, items, raw, items.astype(np.int32), scale=self._again_scale)
+            if wants(REMINDER):
+                r_items, r_scores = _reminders(
+                    h_items, h_events, h_times, now, self._reminder_weights, cfg
+                )
+                add(REMINDER, r_items, r_scores, r_items.astype(np.int32))
             if s.copurchase is not None and wants(COMPLEMENTARY):
                 bought = (h_events == _PURCHASE) | (h_events == _CART)
                 if bought.any():
                     c_items, c_weights = _recent(h_items[bought], h_times[bought], now, cfg)
                     add(COMPLEMENTARY, *sum_rows(s.copurchase.complements_, c_items, c_weights))
+        if len(session) and cfg.visit_reminder > 0 and wants(REMINDER):
+            seeds = session[::-1][: cfg.recent_items]
+            unique, first = np.unique(seeds, return_index=True)
+            scale = cfg.visit_reminder / cfg.reminder if cfg.reminder > 0 else 1.0
+            add(REMINDER, unique, self._steps[first], unique.astype(np.int32), scale=scale)
         if len(session) and wants(SESSION):
             seeds = session[::-1][: cfg.recent_items]
             steps = self._steps[: len(seeds)]
@@ -220,11 +253,15 @@ class Blender:
             if s.copurchase is not None:
                 c_items, c_scores, c_seeds = sum_rows(s.copurchase.complements_, seeds, steps)
                 add(SESSION, c_items, c_scores, c_seeds, scale=_SESSION_COMPLEMENTS)
-        if known and s.neighbours is not None and wants(NEIGHBOURS):
+        recent, recency = _NO_ITEMS, _ONE[:0]
+        if known and (wants(NEIGHBOURS) or wants(CATEGORY_REACH)):
             recent, recency = _recent(h_items, h_times, now, cfg)
+        if known and s.neighbours is not None and wants(NEIGHBOURS):
             add(NEIGHBOURS, *sum_rows(s.neighbours.similarity_, recent, recency))
         if self.search is not None and wants(PERSONAL):
             add(PERSONAL, *self._personal(user, known, session))
+        if self._reach and wants(CATEGORY_REACH) and (len(recent) or len(session)):
+            add(CATEGORY_REACH, *self._category_reach(recent, recency, session, n))
         if wants(POPULAR):
             parts.append(self._popular_part(max(2 * n, 20), 1.0 if only else self.weights[POPULAR]))
         return parts, due
@@ -246,6 +283,33 @@ class Blender:
         if stored is not None and session.min() == session.max():
             return stored.of_item(int(session[0]), k)
         return self.search.visit(session, k)
+
+    def _category_reach(
+        self, recent: np.ndarray, recency: np.ndarray, session: np.ndarray, n: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Popular items of the categories the visitor is browsing now, by how recently."""
+        categories = self.strategies.item_category
+        assert categories is not None
+        seeds = session[::-1][: self.config.recent_items]
+        items = np.concatenate([seeds, recent]).astype(np.int64)
+        weights = np.concatenate([self._steps[: len(seeds)], recency])
+        codes = categories[items]
+        known = codes >= 0
+        if not known.any():
+            return _NO_ITEMS, _ONE[:0]
+        unique, inverse = np.unique(codes[known], return_inverse=True)
+        totals = np.bincount(inverse, weights=weights[known])
+        picked = np.argsort(-totals, kind="stable")[: self.config.reach_categories]
+        depth = max(2 * n, 20)
+        found_items, found_scores = [], []
+        for index in picked.tolist():
+            members, scores = self.strategies.popularity.top_in_category(int(unique[index]), depth)
+            if len(members) and scores.max() > 0:
+                found_items.append(members.astype(np.int64))
+                found_scores.append(totals[index] * scores / scores.max())
+        if not found_items:
+            return _NO_ITEMS, _ONE[:0]
+        return np.concatenate(found_items), np.concatenate(found_scores)
 
     def _popular_part(self, count: int, weight: float) -> _Part:
         part = self._popular.get((count, weight))
@@ -279,6 +343,37 @@ def _bought_before(
     np.maximum.at(last, inverse, times)
     age_days = np.maximum(now - last, 0) / _DAY
     return unique, (counts * np.exp2(-age_days / cfg.recency_half_life_days)).astype(np.float32)
+
+
+def _reminders(
+    items: np.ndarray,
+    events: np.ndarray,
+    times: np.ndarray,
+    now: int,
+    type_weights: np.ndarray,
+    cfg: BlendConfig,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The user's viewed, carted and favourited items not bought since, by type and recency."""
+    # The bounded tail of the history, as for neighbours: recent interest is what reminds.
+    start = max(len(items) - 20 * cfg.recent_items, 0)
+    items, events, times = items[start:], events[start:], times[start:]
+    weights = type_weights[events]
+    interest = weights > 0
+    if not interest.any():
+        return _NO_ITEMS, _ONE[:0]
+    unique, inverse = np.unique(items, return_inverse=True)
+    age_hours = np.maximum(now - times, 0) / _HOUR
+    scores = np.bincount(
+        inverse, weights=weights * np.exp2(-age_hours / cfg.reminder_half_life_hours)
+    )
+    last_interest = np.full(len(unique), -1, dtype=np.int64)
+    np.maximum.at(last_interest, inverse[interest], times[interest])
+    last_bought = np.full(len(unique), -1, dtype=np.int64)
+    bought = events == _PURCHASE
+    np.maximum.at(last_bought, inverse[bought], times[bought])
+    # Bought after the last look: the reminder has done its work.
+    keep = (scores > 0) & (last_interest > last_bought)
+    return unique[keep].astype(np.int64), scores[keep]
 
 
 def _recent(

@@ -424,6 +424,22 @@ class BlendConfig:
     recent_items: int = 20
     # half-life in days of a history item's influence on its neighbours.
     recency_half_life_days: float = 60.0
+    # reminders: the user's own viewed, carted and favourited items not bought since ("still
+    # thinking about it?"), each event weighted by its type and by its age in hours. Defaults:
+    # the winners of `recsys tune`'s grid on the Taobao sample's validation day.
+    reminder: float = 8.0
+    reminder_view: float = 1.0
+    reminder_cart: float = 4.0
+    reminder_favourite: float = 3.0
+    reminder_half_life_hours: float = 48.0
+    # ... and the items of this visit, newest first ("you looked at it earlier in this visit"),
+    # with this weight: 0 leaves them out (in a basket log the next item is never one of them).
+    visit_reminder: float = 0.0
+    # category reach: popular items of the categories the visitor is browsing now (their most
+    # recent items' categories, `reach_categories` of them), so long-tail items get a way in.
+    # Off by default: on the Taobao validation day every weight tried lowered NDCG@20.
+    category_reach: float = 0.0
+    reach_categories: int = 3
     # ALS scores this many of the most popular items only (the long tail's factors are noise) ...
     personal_pool: int = 20_000
     # ... and proposes this many of them per visitor; the trainer stores that many per user.
@@ -438,8 +454,16 @@ class BlendConfig:
             "complementary",
             "session",
             "popular",
+            "reminder",
+            "reminder_view",
+            "reminder_cart",
+            "reminder_favourite",
+            "category_reach",
+            "visit_reminder",
         ):
             _non_negative(f"blend.{name}", getattr(self, name))
+        _positive("blend.reminder_half_life_hours", self.reminder_half_life_hours)
+        _positive("blend.reach_categories", self.reach_categories)
         if not 0 < self.session_decay <= 1:
             raise ConfigError(f"blend.session_decay must be in (0, 1] (got {self.session_decay})")
         _positive("blend.recent_items", self.recent_items)
@@ -560,7 +584,14 @@ class TrainingConfig:
             raise ConfigError(f"training.tolerance must be in [0, 1) (got {self.tolerance})")
 
 
-BASELINES: tuple[str, ...] = ("popular", "trending", "buy_again", "implicit_als", "item_knn")
+BASELINES: tuple[str, ...] = (
+    "popular",
+    "trending",
+    "buy_again",
+    "recent_items",
+    "implicit_als",
+    "item_knn",
+)
 
 
 @dataclass(frozen=True)
@@ -581,6 +612,9 @@ class EvaluationConfig:
     max_users: int = 10_000
     max_session_predictions: int = 20_000
     baselines: tuple[str, ...] = BASELINES
+    # "most popular" counts the users of each item over the last popular_days before the cut
+    # (e.g. 1: the last 24 hours); unset: the popularity model over the whole training period.
+    popular_days: float | None = None
     # bootstrap resamples of users for confidence intervals, and their level.
     bootstrap: int = 1000
     confidence: float = 0.95
@@ -608,6 +642,8 @@ class EvaluationConfig:
         if not 0 < self.confidence < 1:
             raise ConfigError(f"evaluation.confidence must be in (0, 1) (got {self.confidence})")
         _non_negative("evaluation.required_margin", self.required_margin)
+        if self.popular_days is not None:
+            _positive("evaluation.popular_days", self.popular_days)
         for name in self.baselines:
             if name not in BASELINES:
                 raise ConfigError(

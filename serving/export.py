@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 COLUMNS = ("user_id", "rank", "item_id", "score", "source", "reason", "model_version")
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
 _PURCHASE, _CART = int(EventType.PURCHASE), int(EventType.CART)
+_FAVOURITE = int(EventType.FAVOURITE)
 
 
 class ExportError(RecsysError):
@@ -184,9 +185,10 @@ def share_keys(model: ServedModel, users: np.ndarray, user_ids: np.ndarray) -> n
     """Per user, a key shared by users who must get the same list, or -1 (answer alone).
 
     Shared: known users whose history is one item, never bought, whose ALS candidates are the
-    item's list; the key is (item, carted?, segment). Everything their list depends on is then
-    the same: neighbours and complements of the one item (its weight cancels in scaling), no
-    due repurchases, nothing bought to leave out.
+    item's list; the key is (item, carted?, favourited?, the day their reminder is dated,
+    segment). Everything their list depends on is then the same: neighbours and complements of
+    the one item (its weight cancels in scaling), the item itself as a reminder with the same
+    reason, no due repurchases, nothing bought to leave out.
     """
     keys = np.full(len(users), -1, dtype=np.int64)
     known = np.flatnonzero(users >= 0)
@@ -207,6 +209,7 @@ def share_keys(model: ServedModel, users: np.ndarray, user_ids: np.ndarray) -> n
     other = np.add.reduceat(history.items[offsets] != np.repeat(first, lengths), row_starts)
     bought = np.add.reduceat(events == _PURCHASE, row_starts)
     carted = np.add.reduceat(events == _CART, row_starts) > 0
+    saved = np.add.reduceat(events == _FAVOURITE, row_starts) > 0
     ok = (other == 0) & (bought == 0)
     candidates = model.blender.strategies.candidates
     if candidates is not None:
@@ -215,9 +218,22 @@ def share_keys(model: ServedModel, users: np.ndarray, user_ids: np.ndarray) -> n
     if model.segment_users is not None:
         where = model.segment_users.index(user_ids[known])
         segments = np.where(where >= 0, model.segment_codes[np.maximum(where, 0)], -1)
-    n_segments = len(model.segment_labels) + 1
-    key = (first * 2 + carted) * n_segments + segments + 1
-    keys[known[ok]] = key[ok]
+    # The reminder's reason is dated ("in your cart since Tuesday"): by the first cart, else
+    # the first favourite, else the last view; users share a list only within one local day.
+    times = history.timestamps[offsets]
+    never = np.iinfo(np.int64).max
+    first_cart = np.minimum.reduceat(np.where(events == _CART, times, never), row_starts)
+    first_saved = np.minimum.reduceat(np.where(events == _FAVOURITE, times, never), row_starts)
+    last_seen = np.maximum.reduceat(times, row_starts)
+    dated = np.where(carted, first_cart, np.where(saved, first_saved, last_seen))
+    zone = model.manifest.get("timezone") or "UTC"
+    local = pd.to_datetime(dated, unit="s", utc=True).tz_convert(zone).tz_localize(None)
+    day = local.normalize().to_numpy().astype("datetime64[D]").astype(np.int64)
+    kind = np.where(carted, 2, np.where(saved, 1, 0))
+    parts = np.stack([first, kind, day, segments]).T[ok]
+    if len(parts):
+        _, shared = np.unique(parts, axis=0, return_inverse=True)
+        keys[known[ok]] = shared.ravel()
     return keys
 
 

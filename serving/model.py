@@ -114,7 +114,9 @@ class ServedModel:
                 f"another version of recsys (engine {manifest.get('engine_version')}); "
                 "run `recsys train` again"
             )
-        strategies = Strategies.from_models(history, models, candidates)
+        strategies = Strategies.from_models(
+            history, models, candidates, item_category=attributes["category"].astype(np.int64)
+        )
         categories = (
             np.asarray(files.table("categories").column("id").to_pylist(), dtype=object)
             if "categories.parquet" in manifest["files"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 
 def reason(source: str, seed: Any = None, **facts: Any) -> str:
@@ -28,6 +30,20 @@ def reason(source: str, seed: Any = None, **facts: Any) -> str:
         )
     if source == "session":
         return f"because you viewed {seed} just now" if seed is not None else "based on this visit"
+    if source == "reminder":
+        kind, day = facts.get("kind"), facts.get("day")
+        if day is None:
+            return "still thinking about it?"
+        if kind == "cart":
+            return f"in your cart since {day}"
+        if kind == "favourite":
+            return f"you saved it {_on(day)}"
+        return f"you looked at it {_on(day)}: still thinking about it?"
+    if source == "category_reach":
+        category = facts.get("category")
+        if category is None:
+            return "popular in what you are browsing"
+        return f"popular in category {category}, which you are browsing"
     if source == "segment_popular":
         return f"popular with customers like you ({facts.get('segment')})"
     if source == "favourite_category":
@@ -48,3 +64,23 @@ def reason(source: str, seed: Any = None, **facts: Any) -> str:
     if source == "complements":
         return f"frequently bought with {seed}"
     return source
+
+
+def day_words(when: int, now: int, timezone: str) -> str:
+    """A past moment as a shopper says it: 'earlier today', 'yesterday', 'Tuesday', '25 Nov'."""
+    zone = ZoneInfo(timezone)
+    then = datetime.fromtimestamp(when, zone).date()
+    today = datetime.fromtimestamp(now, zone).date()
+    days = (today - then).days
+    if days <= 0:
+        return "earlier today"
+    if days == 1:
+        return "yesterday"
+    if days < 7:
+        return then.strftime("%A")
+    return f"{then.day} {then.strftime('%b')}"
+
+
+def _on(day: str) -> str:
+    """'on Tuesday' but 'yesterday', 'earlier today'."""
+    return day if day in ("yesterday", "earlier today") else f"on {day}"

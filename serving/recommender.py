@@ -17,7 +17,7 @@ from recsys.schema import EventType
 from serving.fallback import Visit, run_chain, run_leads
 from serving.filters import Filters, Picker, keep_mask
 from serving.model import ServedModel
-from serving.reasons import reason
+from serving.reasons import day_words, reason
 
 log = logging.getLogger(__name__)
 _NO_SESSION = np.zeros(0, dtype=np.int64)
@@ -290,8 +290,21 @@ def explain_columns(
 
 
 _WITH_FACTS = frozenset(
-    {"repurchase", "category_popular", "favourite_category", "new_item", "segment_popular"}
+    {
+        "repurchase",
+        "category_popular",
+        "favourite_category",
+        "new_item",
+        "segment_popular",
+        "reminder",
+        "category_reach",
+    }
 )
+_INTEREST = {
+    int(EventType.CART): "cart",
+    int(EventType.FAVOURITE): "favourite",
+    int(EventType.VIEW): "view",
+}
 
 
 def _facts(
@@ -304,10 +317,34 @@ def _facts(
     """What a reason of this source says besides its seed (cycle, category, segment)."""
     if source == "repurchase":
         return facts_of.get(item, {})
-    if source in ("category_popular", "favourite_category", "new_item"):
+    if source == "reminder" and visit is not None and visit.user >= 0:
+        return _reminder_facts(model, visit, item)
+    if source in ("category_popular", "favourite_category", "new_item", "category_reach"):
         return {"category": model.category_label(int(model.item_category[item]))}
     if source == "segment_popular" and visit is not None:
         return {"segment": model.segment_labels[visit.segment]}
+    return {}
+
+
+def _reminder_facts(model: ServedModel, visit: Visit, item: int) -> dict[str, Any]:
+    """What the user did with a reminded item since they last bought it: carted, saved, viewed.
+
+    A cart outranks a favourite, a favourite a view; a cart or favourite is dated from its
+    first event since the last purchase ("in your cart since Tuesday"), a view from the last.
+    """
+    items, events, times = model.blender.strategies.history.of(visit.user)
+    mine = items == item
+    events, times = events[mine], times[mine]
+    bought = events == EventType.PURCHASE
+    if bought.any():
+        since = times > times[bought].max()
+        events, times = events[since], times[since]
+    for code in (EventType.CART, EventType.FAVOURITE, EventType.VIEW):
+        found = times[events == code]
+        if len(found):
+            when = int(found.min() if code != EventType.VIEW else found.max())
+            day = day_words(when, visit.now, model.manifest.get("timezone") or "UTC")
+            return {"kind": _INTEREST[int(code)], "day": day}
     return {}
 
 

@@ -96,11 +96,14 @@ def test_what_a_customer_bought_before_comes_back_by_times_bought_and_recency() 
     )
     strategies = Strategies.from_models(data.history, {"popularity": PopularityModel().fit(data)})
     now = T0 + 10 * DAY
-    config = BlendConfig(recency_half_life_days=10.0, popular=0.0)
+    # Reminders (item 2, viewed) are another part: off here.
+    config = BlendConfig(recency_half_life_days=10.0, popular=0.0, reminder=0.0)
     ranked = Blender(strategies, config).rank(0, now, 5)
     # item 0: twice, last 5 days ago (2 x 2^-0.5 = 1.41); item 1: once, a day ago (0.93).
     assert ranked.items.tolist() == [0, 1]
     assert [SOURCES[s] for s in ranked.sources] == ["repurchase", "repurchase"]
     assert ranked.scores[0] == pytest.approx(config.bought_before)
-    off = Blender(strategies, BlendConfig(bought_before=0.0, popular=0.0)).rank(0, now, 5)
+    off = Blender(strategies, BlendConfig(bought_before=0.0, popular=0.0, reminder=0.0)).rank(
+        0, now, 5
+    )
     assert len(off) == 0

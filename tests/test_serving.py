@@ -32,7 +32,8 @@ def test_a_known_customer_gets_n_items_from_the_blend_each_with_a_reason(rec: Re
     assert len(items) == 8
     assert items.user_known and items.model_version == "000001"
     assert len(set(items.item_ids)) == 8
-    assert {r.source for r in items} <= {"personal", "neighbours", "repurchase", "complementary"}
+    blend_sources = {"personal", "neighbours", "repurchase", "complementary", "reminder"}
+    assert {r.source for r in items} <= blend_sources
     assert all(r.reason for r in items)
     assert [r.score for r in items] == sorted((r.score for r in items), reverse=True)
 

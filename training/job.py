@@ -143,7 +143,7 @@ def fit_models(
 
 def blender(models: dict[str, Model], data: FitData, config: Config) -> Blender:
     """Build the blend over fitted models."""
-    strategies = Strategies.from_models(data.history, models)
+    strategies = Strategies.from_models(data.history, models, item_category=data.item_category)
     return Blender(strategies, config.blend)
 
 
