@@ -54,6 +54,48 @@ class Trending:
         return np.concatenate([items, fill])
 
 
+class RecentItems:
+    """The user's own recent items: every item they touched, most recent first.
+
+    On browse logs most next clicks are on things just looked at: the baseline to beat there.
+    A visitor the model does not know gets their visit's items, most recent first.
+    """
+
+    def __init__(self, history: UserHistory) -> None:
+        self.history = history
+
+    def rank(self, user: int, n: int, visit: np.ndarray | None = None) -> np.ndarray:
+        """The user's (or the visit's) distinct items, newest first."""
+        if visit is not None and len(visit):
+            items = np.asarray(visit, dtype=np.int64)
+        elif 0 <= user < self.history.n_users:
+            items = self.history.of(user)[0].astype(np.int64)
+        else:
+            return _NONE
+        newest_first = items[::-1]
+        _, first = np.unique(newest_first, return_index=True)
+        return newest_first[np.sort(first)][:n]
+
+
+class WindowPopular:
+    """The items most users touched in the last `days` before `now` (e.g. the last 24 hours)."""
+
+    def __init__(self, history: UserHistory, now: int, days: float) -> None:
+        self.days = days
+        since = now - days * 86_400
+        owners = np.repeat(np.arange(history.n_users, dtype=np.int64), np.diff(history.indptr))
+        recent = (history.timestamps >= since) & (history.events != EventType.RETURN)
+        width = int(history.items.max(initial=0)) + 1
+        # Each (user, item) once: popularity is how many people, not how many clicks.
+        pairs = np.unique(owners[recent] * width + history.items[recent])
+        unique, counts = np.unique(pairs % width, return_counts=True)
+        self.items = unique[np.lexsort((unique, -counts))].astype(np.int64)
+
+    def rank(self, user: int, n: int, visit: np.ndarray | None = None) -> np.ndarray:
+        """The n items with most distinct users in the window."""
+        return self.items[:n]
+
+
 class BuyAgain:
     """Personal "buy again": a user's own most bought items, then the most popular ones.
 

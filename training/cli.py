@@ -118,6 +118,9 @@ def _parser() -> argparse.ArgumentParser:
     held.add_argument("--holdout-share", type=float, help="... or this share of the time span")
     tune.add_argument("--write", type=Path, help="also write the [blend] section to this file")
     tune.add_argument(
+        "--grid", type=Path, help="also write every value tried and its score (Markdown)"
+    )
+    tune.add_argument(
         "--on-error", choices=["strict", "quarantine"], help="override validation.on_error"
     )
     tune.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -252,6 +255,9 @@ def _tune(args: argparse.Namespace) -> int:
     if args.write is not None:
         args.write.write_text(result.toml(), encoding="utf-8")
         print(f"wrote {args.write}")
+    if args.grid is not None:
+        args.grid.write_text(result.grid_markdown(), encoding="utf-8")
+        print(f"wrote the grid to {args.grid}")
     return EXIT_OK
 
 

@@ -36,7 +36,9 @@ from recsys.baselines import (
     ItemKNN,
     LastItemNeighbours,
     MostPopular,
+    RecentItems,
     Trending,
+    WindowPopular,
 )
 from recsys.blend import POPULAR, SOURCES, Blender
 from recsys.config import TIERS, Config, EvaluationConfig
@@ -80,6 +82,7 @@ BASELINE_LABELS = {
     "popular": "most popular",
     "trending": "trending",
     "buy_again": 'personal "buy again"',
+    "recent_items": "the user's own recent items",
     "implicit_als": "implicit ALS (library defaults)",
     "item_knn": "implicit item-kNN cosine (library defaults)",
     "last_item": "neighbours of the visit's last item",
@@ -182,7 +185,18 @@ def evaluate(
     headline = {"target": "conversion" if "conversion" in per_user else "all", "group": "known"}
     metric = f"ndcg@{HEADLINE_K}"
     verdict = _verdict(per_user, headline["target"], kinds, options, metric)
-    comparisons = _comparisons(per_user, headline["target"], engines, kinds, options, config.seed)
+    if headline["target"] == "conversion" and _differs(requests.relevant, "conversion", "all"):
+        # A browse log: every next event is a target of its own, judged the same way.
+        also = _verdict(per_user, "all", kinds, options, metric)
+        both = [dict(verdict), also]
+        verdict["also"] = [also]
+        verdict["passed"] = all(v["passed"] for v in both)
+        word = "PASSED" if verdict["passed"] else "NOT MET"
+        verdict["message"] = f"{word}: " + "; ".join(
+            v["message"].split(": ", 1)[1] + ("" if v["passed"] else " (not met)") for v in both
+        )
+    judged = [headline["target"]] + [v["target"] for v in verdict.get("also", [])]
+    comparisons = _comparisons(per_user, judged, engines, kinds, options, config.seed)
     steps.done("bootstrap")
     notes = [
         f"{len(requests.users):,} held-out users scored ({options.max_users:,} at most per "
@@ -346,8 +360,12 @@ def _strategies(
     knn: ItemKNN | None = None
     for name in (*options.baselines, "last_item"):
         start = time.perf_counter()
-        if name == "popular":
+        if name == "popular" and options.popular_days is not None:
+            baselines[name] = WindowPopular(data.history, data.now, options.popular_days)
+        elif name == "popular":
             baselines[name] = MostPopular(popularity)
+        elif name == "recent_items":
+            baselines[name] = RecentItems(data.history)
         elif name == "trending":
             baselines[name] = Trending(popularity)
         elif name == "buy_again":
@@ -363,6 +381,8 @@ def _strategies(
     for name, baseline in baselines.items():
         rankers[name] = _baseline_ranker(baseline)
         kinds[name], labels[name] = "baseline", BASELINE_LABELS[name]
+    if options.popular_days is not None and "popular" in labels:
+        labels["popular"] = f"most popular (last {options.popular_days * 24:g} hours)"
     return rankers, kinds, labels, seconds
 
 
@@ -375,6 +395,8 @@ def _available_parts(blend: Blender) -> list[str]:
         "repurchase": s.repurchase is not None or blend.config.bought_before > 0,
         "complementary": s.copurchase is not None,
         "session": s.neighbours is not None or s.copurchase is not None,
+        "reminder": True,
+        "category_reach": s.item_category is not None and bool((s.item_category >= 0).any()),
     }
     return [name for name in SOURCES if name != SOURCES[POPULAR] and present.get(name)]
 
@@ -628,7 +650,7 @@ def _latency(values: np.ndarray) -> dict[str, float]:
 
 def _for_sessions(rankers: dict[str, Ranker]) -> list[str]:
     """Strategies that can answer an anonymous visit: "buy again" would be the popular list."""
-    parts = ("only:session", "only:personal")
+    parts = ("only:session", "only:personal", "only:category_reach")
     return [n for n in rankers if (not n.startswith("only:") or n in parts) and n != "buy_again"]
 
 
@@ -722,6 +744,13 @@ def session_requests(
 # --- verdict and comparisons ---------------------------------------------------------------
 
 
+def _differs(relevant: dict[str, list[np.ndarray]], a: str, b: str) -> bool:
+    """Whether two targets hold different truths (a browse log's events beyond conversions)."""
+    if a not in relevant or b not in relevant:
+        return False
+    return any(len(x) != len(y) for x, y in zip(relevant[a], relevant[b], strict=True))
+
+
 def _verdict(
     per_user: dict[str, dict[str, np.ndarray]],
     target: str,
@@ -764,7 +793,7 @@ def _verdict(
 
 def _comparisons(
     per_user: dict[str, dict[str, np.ndarray]],
-    headline_target: str,
+    judged: list[str],
     engines: list[Engine],
     kinds: dict[str, str],
     options: EvaluationConfig,
@@ -773,7 +802,10 @@ def _comparisons(
     """Paired bootstrap intervals of b - a: engine - baseline, and other config - engine."""
     # Read as "b - a": the engine's gain over each baseline, a configuration's over the engine.
     pairs = [
-        (name, "engine", headline_target) for name, kind in kinds.items() if kind == "baseline"
+        (name, "engine", target)
+        for target in judged
+        for name, kind in kinds.items()
+        if kind == "baseline"
     ]
     pairs += [("engine", engine.name, target) for engine in engines[1:] for target in per_user]
     out = []

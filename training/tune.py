@@ -45,10 +45,16 @@ KNOWN_GRID: dict[str, tuple[float, ...]] = {
     "complementary": (0.0, 0.25, 0.5, 1.0),
     "popular": (0.0, 0.05, 0.2, 0.5),
     "recency_half_life_days": (7.0, 15.0, 30.0, 60.0, 120.0),
+    "reminder": (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0),
+    "reminder_cart": (1.0, 2.0, 4.0, 8.0),
+    "reminder_favourite": (1.0, 2.0, 3.0, 6.0),
+    "reminder_half_life_hours": (3.0, 6.0, 12.0, 24.0, 48.0, 96.0),
+    "category_reach": (0.0, 0.25, 0.5, 1.0, 2.0),
 }
 VISIT_GRID: dict[str, tuple[float, ...]] = {
-    "session": (0.5, 1.0, 2.0, 4.0, 8.0),
+    "session": (0.25, 0.5, 1.0, 2.0, 4.0, 8.0),
     "session_decay": (0.3, 0.5, 0.7, 0.85, 1.0),
+    "visit_reminder": (0.0, 0.5, 1.0, 2.0, 4.0, 8.0),
 }
 # Visits are scored on at most this many next-item predictions (a seeded sample).
 _VISIT_PREDICTIONS = 5_000
@@ -78,6 +84,22 @@ class TuneResult:
             if before != after:
                 out[name] = (before, after)
         return out
+
+    def grid_markdown(self) -> str:
+        """The last round's trials as a Markdown table: each weight's values and their scores."""
+        last = max((t["round"] for t in self.trials), default=0)
+        lines = ["| objective | weight | value: score (chosen in bold) |", "|---|---|---|"]
+        rows: dict[tuple[str, str], list[str]] = {}
+        for trial in self.trials:
+            if trial["round"] != last:
+                continue
+            chosen = getattr(self.blend, trial["weight"]) == trial["value"]
+            cell = f"{trial['value']:g}: {trial['score']:.4f}"
+            key = (trial["objective"], trial["weight"])
+            rows.setdefault(key, []).append(f"**{cell}**" if chosen else cell)
+        for (objective, weight), cells in rows.items():
+            lines.append(f"| {objective} | `{weight}` | {', '.join(cells)} |")
+        return "\n".join(lines) + "\n"
 
     def toml(self) -> str:
         """The chosen weights as a `[blend]` section to paste into the shop's configuration."""
@@ -125,22 +147,29 @@ def tune(
     engine = fit_engine("engine", config, dataset, split)
     rng = np.random.default_rng(config.seed)
     known = global_requests(engine, split, options, rng)
-    target = "conversion" if "conversion" in known.relevant else "all"
-    rows = known.group_rows["known"]
-    rows = rows[np.array([len(known.relevant[target][i]) > 0 for i in rows], dtype=bool)]
+    targets = _known_targets(known)
+    every_known = known.group_rows["known"]
+    rows = {
+        target: every_known[[len(known.relevant[target][i]) > 0 for i in every_known]]
+        for target in targets
+    }
     visit_options = dataclasses.replace(options, max_session_predictions=_VISIT_PREDICTIONS)
     found = session_requests(engine, split, visit_options, rng)
 
     def known_score(blend: BlendConfig) -> float:
-        return _score(engine, blend, known, rows, target, "ndcg")
+        # Conversions and every next event count alike, where they differ (browse logs).
+        values = [_score(engine, blend, known, rows[t], t, "ndcg") for t in targets]
+        return float(np.mean(values))
 
     objectives: list[tuple[str, dict[str, tuple[float, ...]], Callable[[BlendConfig], float]]] = []
     skipped: list[str] = []
-    if len(rows) >= MIN_SAMPLE:
-        objectives.append((f"NDCG@{HEADLINE_K} of known users ({target})", KNOWN_GRID, known_score))
+    n_users = len(rows[targets[0]])
+    if n_users >= MIN_SAMPLE:
+        label = f"NDCG@{HEADLINE_K} of known users ({' and '.join(targets)})"
+        objectives.append((label, KNOWN_GRID, known_score))
     else:
         skipped.append(
-            f"known users' weights kept: only {len(rows)} users in the validation period "
+            f"known users' weights kept: only {n_users} users in the validation period "
             f"(at least {MIN_SAMPLE} needed)"
         )
     if found is not None and len(found[0].users) >= MIN_SAMPLE:
@@ -167,13 +196,21 @@ def tune(
     with tqdm(total=total, desc="tune", unit="trials", disable=not progress) as bar:
         for objective, grid, score in objectives:
             start = current = score(best)
-            for _ in range(rounds):
+            for round_ in range(1, rounds + 1):
                 for name, values in grid.items():
                     for value in values:
                         change: dict[str, Any] = {name: value}
                         candidate = dataclasses.replace(best, **change)
                         value_score = current if candidate == best else score(candidate)
-                        trials.append({"objective": objective, name: value, "score": value_score})
+                        trials.append(
+                            {
+                                "objective": objective,
+                                "round": round_,
+                                "weight": name,
+                                "value": value,
+                                "score": value_score,
+                            }
+                        )
                         if value_score > current * (1 + min_gain):
                             best, current = candidate, value_score
                         bar.update()
@@ -184,10 +221,19 @@ def tune(
         scores=scores,
         trials=trials,
         period=period,
-        users=len(rows),
+        users=n_users,
         predictions=0 if found is None else len(found[0].users),
         skipped=skipped,
     )
+
+
+def _known_targets(requests: Requests) -> list[str]:
+    """Conversions, and every next event too where the log has more than conversions."""
+    if "conversion" not in requests.relevant:
+        return ["all"]
+    conversion, every = requests.relevant["conversion"], requests.relevant["all"]
+    same = all(len(a) == len(b) for a, b in zip(conversion, every, strict=True))
+    return ["conversion"] if same else ["conversion", "all"]
 
 
 def _score(
