@@ -144,8 +144,6 @@ class Blender:
             pool = popular_pool(strategies.popularity, cfg.personal_pool)
         self.search = PoolSearch(strategies.als, pool) if strategies.als is not None else None
         self.weights = [float(getattr(cfg, name)) for name in SOURCES]
-        # "Bought before" shares the repurchase source; its own weight, relative to it.
-        self._again_scale = cfg.bought_before / cfg.repurchase if cfg.repurchase > 0 else 0.0
         self._steps = cfg.session_decay ** np.arange(cfg.recent_items)
         # Reminder weight of each event type code (purchases and returns are not interest).
         self._reminder_weights = np.zeros(len(EventType), dtype=np.float64)
@@ -199,20 +197,28 @@ class Blender:
         def wants(source: int) -> bool:
             return (only is None and self.weights[source] > 0) or only == SOURCES[source]
 
+        def wants_own(source: int, weight: float) -> bool:
+            # A part with its own weight, under a shared source name.
+            return (only is None and weight > 0) or only == SOURCES[source]
+
         def add(
             source: int,
             items: np.ndarray,
             raw: np.ndarray,
             seeds: np.ndarray | None = None,
             scale: float = 1.0,
+            own_weight: float | None = None,
         ) -> None:
             # Only ALS scores can be negative (a dislike is not a reason): clipped to 0.
             if len(items) == 0:
                 return
             top = float(raw.max())
             if top > 0:
-                # Each strategy's scores are scaled to a maximum of 1, then weighted.
-                weight = (1.0 if only is not None else self.weights[source]) * scale / top
+                # Each strategy's scores are scaled to a maximum of 1, then weighted; a part
+                # that shares a source with another (bought before, visit reminders) has its
+                # own weight.
+                base = self.weights[source] if own_weight is None else own_weight
+                weight = (1.0 if only is not None else base) * scale / top
                 if seeds is None:
                     seeds = _no_seeds(len(items))
                 scores = weight * (np.maximum(raw, 0) if source == PERSONAL else raw)
@@ -225,11 +231,13 @@ class Blender:
             if s.repurchase is not None and wants(REPURCHASE):
                 due = s.repurchase.due(user, now, max(4 * n, 100))
                 add(REPURCHASE, due.items.astype(np.int64), due.scores, due.items.astype(np.int32))
-            if cfg.bought_before > 0 and wants(REPURCHASE):
+            if wants_own(REPURCHASE, cfg.bought_before):
                 bought = h_events == _PURCHASE
                 if bought.any():
                     items, raw = _bought_before(h_items[bought], h_times[bought], now, cfg)
-                    add(REPURCHASE, items, raw, items.astype(np.int32), scale=self._again_scale)
+                    add(
+                        REPURCHASE, items, raw, items.astype(np.int32), own_weight=cfg.bought_before
+                    )
             if wants(REMINDER):
                 r_items, r_scores = _reminders(
                     h_items, h_events, h_times, now, self._reminder_weights, cfg
@@ -240,11 +248,16 @@ class Blender:
                 if bought.any():
                     c_items, c_weights = _recent(h_items[bought], h_times[bought], now, cfg)
                     add(COMPLEMENTARY, *sum_rows(s.copurchase.complements_, c_items, c_weights))
-        if len(session) and cfg.visit_reminder > 0 and wants(REMINDER):
+        if len(session) and wants_own(REMINDER, cfg.visit_reminder):
             seeds = session[::-1][: cfg.recent_items]
             unique, first = np.unique(seeds, return_index=True)
-            scale = cfg.visit_reminder / cfg.reminder if cfg.reminder > 0 else 1.0
-            add(REMINDER, unique, self._steps[first], unique.astype(np.int32), scale=scale)
+            add(
+                REMINDER,
+                unique,
+                self._steps[first],
+                unique.astype(np.int32),
+                own_weight=cfg.visit_reminder,
+            )
         if len(session) and wants(SESSION):
             seeds = session[::-1][: cfg.recent_items]
             steps = self._steps[: len(seeds)]
