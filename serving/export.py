@@ -36,6 +36,7 @@ from recsys.errors import RecsysError
 from recsys.schema import EventType
 from serving.filters import Filters
 from serving.model import ServedModel
+from serving.reasons import day_words, reason
 from serving.recommender import Columns, _check_n, answer_columns
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ COLUMNS = ("user_id", "rank", "item_id", "score", "source", "reason", "model_ver
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
 _PURCHASE, _CART = int(EventType.PURCHASE), int(EventType.CART)
 _FAVOURITE = int(EventType.FAVOURITE)
+_KINDS = ("view", "favourite", "cart")
 
 
 class ExportError(RecsysError):
@@ -125,13 +127,17 @@ def _chunk_table(
 ) -> pa.Table:
     ids = np.asarray(user_ids)
     users = model.users.index(ids).astype(np.int64) if len(ids) else np.zeros(0, np.int64)
-    keys = share_keys(model, users, ids)
+    share = sharing(model, users, ids)
+    keys = share.keys
     # Each distinct answer is kept once; users point at theirs, and the rows are gathered in
     # one vectorised step (users sharing a key share an answer).
     columns: Columns = ([], [], [], [])
     lengths_list: list[int] = []
     answer_of = np.empty(len(ids), dtype=np.int64)
     shared: dict[int, int] = {}
+    # Where a shared answer reminds its users of their one item (the row whose reason each
+    # user gets dated on their own), by answer; -1: no such row.
+    reminder_at: dict[int, int] = {}
     for position, (user_id, user, key) in enumerate(
         zip(ids.tolist(), users.tolist(), keys.tolist(), strict=True)
     ):
@@ -148,6 +154,7 @@ def _chunk_table(
             lengths_list.append(len(item_ids))
             if key >= 0:
                 shared[key] = found
+                reminder_at[found] = _reminder_row(sources)
         answer_of[position] = found
     lengths = np.array(lengths_list, dtype=np.int64)
     starts = np.cumsum(lengths) - lengths
@@ -165,7 +172,7 @@ def _chunk_table(
             # Few distinct texts over many rows: dictionary-encoded, which keeps the tables
             # that travel from the workers and the file small (pandas reads categoricals).
             "source": _texts(columns[2]).take(rows),
-            "reason": _texts(columns[3]).take(rows),
+            "reason": _reasons(model, columns[3], rows, share, answer_of, counts, reminder_at, now),
             "model_version": pa.DictionaryArray.from_arrays(
                 pa.array(np.zeros(total, dtype=np.int32)), pa.array([model.version])
             ),
@@ -181,19 +188,94 @@ def _chunk_table(
     return table
 
 
-def share_keys(model: ServedModel, users: np.ndarray, user_ids: np.ndarray) -> np.ndarray:
-    """Per user, a key shared by users who must get the same list, or -1 (answer alone).
+@dataclass(frozen=True)
+class Sharing:
+    """Which users share one list, and what dates each one's reminder reason.
 
-    Shared: known users whose history is one item, never bought, whose ALS candidates are the
-    item's list; the key is (item, carted?, favourited?, the day their reminder is dated,
+    `keys[i]` is shared by users who get the same list, or -1 (answered alone); `kind[i]`
+    (0 view, 1 favourite, 2 cart) and `dated[i]` say how user i's reminder of their one item
+    reads ("in your cart since Tuesday"): the one line that differs between them.
+    """
+
+    keys: np.ndarray
+    kind: np.ndarray
+    dated: np.ndarray
+
+
+def share_keys(model: ServedModel, users: np.ndarray, user_ids: np.ndarray) -> np.ndarray:
+    """Per user, a key shared by users who must get the same list, or -1 (answer alone)."""
+    return sharing(model, users, user_ids).keys
+
+
+def _reminder_row(sources: list[str]) -> int:
+    """The row of a one-item user's answer that reminds them of their item (-1: none)."""
+    for position, source in enumerate(sources):
+        if source == "reminder":
+            return position
+    return -1
+
+
+def _reasons(
+    model: ServedModel,
+    texts: list[str],
+    rows: pa.Array,
+    share: Sharing,
+    answer_of: np.ndarray,
+    counts: np.ndarray,
+    reminder_at: dict[int, int],
+    now: int,
+) -> pa.Array:
+    """The reason column: each answer's texts, with every sharing user's own reminder date."""
+    reasons = _texts(texts).take(rows)
+    if not reminder_at:
+        return reasons
+    offset = np.array([reminder_at.get(a, -1) for a in answer_of.tolist()], dtype=np.int64)
+    users = np.flatnonzero((share.keys >= 0) & (offset >= 0))
+    if len(users) == 0:
+        return reasons
+    out_rows = (np.cumsum(counts) - counts)[users] + offset[users]
+    zone = model.manifest.get("timezone") or "UTC"
+    # Patched in the dictionary encoding: new texts join the dictionary, rows point at them.
+    dictionary = reasons.dictionary.to_pylist()
+    position = {text: i for i, text in enumerate(dictionary)}
+    indices = reasons.indices.to_numpy(zero_copy_only=False).copy()
+    words: dict[tuple[int, int], int] = {}
+    kinds, dated = share.kind[users].tolist(), share.dated[users]
+    # Reasons read in the shop's calendar days: users dated on one local day share the text.
+    local = pd.to_datetime(dated, unit="s", utc=True).tz_convert(zone).tz_localize(None)
+    days = local.normalize().to_numpy().astype("datetime64[D]").astype(np.int64).tolist()
+    for row, kind, when, day in zip(out_rows.tolist(), kinds, dated.tolist(), days, strict=True):
+        code = words.get((kind, day))
+        if code is None:
+            text = reason("reminder", kind=_KINDS[kind], day=day_words(when, now, zone))
+            code = position.get(text, -1)
+            if code < 0:
+                code = position[text] = len(dictionary)
+                dictionary.append(text)
+            words[(kind, day)] = code
+        indices[row] = code
+    patched = pa.DictionaryArray.from_arrays(
+        pa.array(indices, type=reasons.indices.type), pa.array(dictionary, pa.string())
+    )
+    # Encoded afresh, in order of appearance (unused texts dropped), as every other chunk is.
+    return patched.dictionary_decode().dictionary_encode()
+
+
+def sharing(model: ServedModel, users: np.ndarray, user_ids: np.ndarray) -> Sharing:
+    """Who shares a list: known users whose history is one item, never bought.
+
+    Their ALS candidates must be the item's list; the key is (item, carted?, favourited?,
     segment). Everything their list depends on is then the same: neighbours and complements of
-    the one item (its weight cancels in scaling), the item itself as a reminder with the same
-    reason, no due repurchases, nothing bought to leave out.
+    the one item (its weight cancels in scaling), the item itself as a reminder, no due
+    repurchases, nothing bought to leave out. Only the reminder's date differs.
     """
     keys = np.full(len(users), -1, dtype=np.int64)
+    kinds = np.zeros(len(users), dtype=np.int8)
+    dates = np.full(len(users), -1, dtype=np.int64)
+    found = Sharing(keys, kinds, dates)
     known = np.flatnonzero(users >= 0)
     if len(known) == 0:
-        return keys
+        return found
     history = model.blender.strategies.history
     rows = users[known]
     starts, ends = history.indptr[rows], history.indptr[rows + 1]
@@ -201,7 +283,7 @@ def share_keys(model: ServedModel, users: np.ndarray, user_ids: np.ndarray) -> n
     has = lengths > 0
     known, rows, starts, lengths = known[has], rows[has], starts[has], lengths[has]
     if len(known) == 0:
-        return keys
+        return found
     offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
     first = history.items[starts].astype(np.int64)
     row_starts = np.cumsum(lengths) - lengths
@@ -218,23 +300,19 @@ def share_keys(model: ServedModel, users: np.ndarray, user_ids: np.ndarray) -> n
     if model.segment_users is not None:
         where = model.segment_users.index(user_ids[known])
         segments = np.where(where >= 0, model.segment_codes[np.maximum(where, 0)], -1)
-    # The reminder's reason is dated ("in your cart since Tuesday"): by the first cart, else
-    # the first favourite, else the last view; users share a list only within one local day.
+    n_segments = len(model.segment_labels) + 1
+    kind = np.where(carted, 2, np.where(saved, 1, 0))
+    keys[known[ok]] = ((first * 3 + kind) * n_segments + segments + 1)[ok]
+    # The reminder is dated as serving dates it: by the first cart, else the first
+    # favourite, else the last view.
     times = history.timestamps[offsets]
     never = np.iinfo(np.int64).max
     first_cart = np.minimum.reduceat(np.where(events == _CART, times, never), row_starts)
     first_saved = np.minimum.reduceat(np.where(events == _FAVOURITE, times, never), row_starts)
     last_seen = np.maximum.reduceat(times, row_starts)
-    dated = np.where(carted, first_cart, np.where(saved, first_saved, last_seen))
-    zone = model.manifest.get("timezone") or "UTC"
-    local = pd.to_datetime(dated, unit="s", utc=True).tz_convert(zone).tz_localize(None)
-    day = local.normalize().to_numpy().astype("datetime64[D]").astype(np.int64)
-    kind = np.where(carted, 2, np.where(saved, 1, 0))
-    parts = np.stack([first, kind, day, segments]).T[ok]
-    if len(parts):
-        _, shared = np.unique(parts, axis=0, return_inverse=True)
-        keys[known[ok]] = shared.ravel()
-    return keys
+    kinds[known[ok]] = kind[ok]
+    dates[known[ok]] = np.where(carted, first_cart, np.where(saved, first_saved, last_seen))[ok]
+    return found
 
 
 def export(

@@ -300,11 +300,13 @@ _WITH_FACTS = frozenset(
         "category_reach",
     }
 )
-_INTEREST = {
-    int(EventType.CART): "cart",
-    int(EventType.FAVOURITE): "favourite",
-    int(EventType.VIEW): "view",
-}
+_CART, _SAVED, _VIEW, _BUY = (
+    int(EventType.CART),
+    int(EventType.FAVOURITE),
+    int(EventType.VIEW),
+    int(EventType.PURCHASE),
+)
+_INTEREST = {_CART: "cart", _SAVED: "favourite", _VIEW: "view"}
 
 
 def _facts(
@@ -333,19 +335,26 @@ def _reminder_facts(model: ServedModel, visit: Visit, item: int) -> dict[str, An
     first event since the last purchase ("in your cart since Tuesday"), a view from the last.
     """
     items, events, times = model.blender.strategies.history.of(visit.user)
-    mine = items == item
-    events, times = events[mine], times[mine]
-    bought = events == EventType.PURCHASE
-    if bought.any():
-        since = times > times[bought].max()
-        events, times = events[since], times[since]
-    for code in (EventType.CART, EventType.FAVOURITE, EventType.VIEW):
-        found = times[events == code]
-        if len(found):
-            when = int(found.min() if code != EventType.VIEW else found.max())
-            day = day_words(when, visit.now, model.manifest.get("timezone") or "UTC")
-            return {"kind": _INTEREST[int(code)], "day": day}
-    return {}
+    mine = np.flatnonzero(items == item)
+    kinds, stamps = events[mine].tolist(), times[mine].tolist()
+    # Histories are oldest first: what happened after the last purchase is the tail.
+    since = 0
+    for position, kind in enumerate(kinds):
+        if kind == _BUY:
+            since = position + 1
+    first: dict[int, int] = {}
+    last_view = -1
+    for kind, when in zip(kinds[since:], stamps[since:], strict=True):
+        if kind == _VIEW:
+            last_view = when
+        elif kind in _INTEREST and kind not in first:
+            first[kind] = when
+    when = first.get(_CART, first.get(_SAVED, last_view))
+    if when < 0:
+        return {}
+    kind = _CART if _CART in first else _SAVED if _SAVED in first else _VIEW
+    day = day_words(when, visit.now, model.manifest.get("timezone") or "UTC")
+    return {"kind": _INTEREST[kind], "day": day}
 
 
 def _not_rebought(model: ServedModel, user: int) -> np.ndarray:
