@@ -30,6 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not args.verbose:
+        # faiss logs every CPU feature it probes for at INFO: noise for a shop's terminal.
+        logging.getLogger("faiss").setLevel(logging.WARNING)
     try:
         code: int = args.run(args)
         return code
