@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import tomllib
 import types
 import typing
@@ -555,6 +556,154 @@ class ServingConfig:
             )
 
 
+# ServingConfig fields an experiment's variant may override (None in the variant: keep the base).
+VARIANT_SERVING_FIELDS = ("chain", "available_only", "exclude_purchased", "max_per_category")
+# BlendConfig fields that are counts: a variant's override (a TOML number) must be whole.
+_BLEND_COUNTS = frozenset(
+    name for name, tp in typing.get_type_hints(BlendConfig).items() if tp is int
+)
+
+
+@dataclass(frozen=True)
+class VariantConfig:
+    """One arm of an experiment: a partial serving configuration applied over the defaults.
+
+    The experiment's config checks the variant (check_experiments), naming its key.
+    """
+
+    name: str
+    # of the traffic, in (0, 1]; an experiment's shares sum to 1.
+    share: float
+    # "no recommendations": campaign exports leave these users out and recommend() returns [].
+    holdout: bool = False
+    # BlendConfig fields by name, each replacing the base's value for this variant's visitors.
+    blend: dict[str, float] = field(default_factory=dict)
+    chain: tuple[str, ...] | None = None
+    available_only: bool | None = None
+    exclude_purchased: bool | None = None
+    max_per_category: int | None = None
+    # list length for this variant's visitors (<= serving.max_n).
+    n: int | None = None
+
+    def blend_overrides(self) -> dict[str, Any]:
+        """Return the blend overrides as BlendConfig keyword arguments (counts as int)."""
+        return {
+            name: int(value) if name in _BLEND_COUNTS else value
+            for name, value in self.blend.items()
+        }
+
+    def serving_overrides(self) -> dict[str, Any]:
+        """Return the serving fields this variant sets, as ServingConfig keyword arguments."""
+        values = {name: getattr(self, name) for name in VARIANT_SERVING_FIELDS}
+        return {name: value for name, value in values.items() if value is not None}
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """An A/B experiment: who sees which variant, decided by hashing (salt, id).
+
+    Config checks the experiment at load (check_experiments), naming the bad key.
+    """
+
+    name: str
+    # any fixed text; a new salt reshuffles every visitor, so keep it for the experiment's life.
+    salt: str
+    variants: tuple[VariantConfig, ...]
+    # ids (as text) forced into a variant by name, for QA: {"17850" = "B"}.
+    forced: dict[str, str] = field(default_factory=dict)
+    enabled: bool = True
+
+
+def check_experiments(
+    experiments: tuple[ExperimentConfig, ...],
+    blend: BlendConfig | None = None,
+    serving: ServingConfig | None = None,
+    key: str = "experiments",
+) -> None:
+    """Check experiments on their own, against each other and over the base blend and serving."""
+    blend = BlendConfig() if blend is None else blend
+    serving = ServingConfig() if serving is None else serving
+    _check_unique_names(key, [experiment.name for experiment in experiments])
+    for i, experiment in enumerate(experiments):
+        _check_experiment(experiment, blend, serving, f"{key}[{i}]")
+    enabled = [experiment.name for experiment in experiments if experiment.enabled]
+    if len(enabled) > 1:
+        raise ConfigError(
+            f"{key}: {len(enabled)} experiments are enabled ({', '.join(map(repr, enabled))}) "
+            "but serving applies one at a time: set enabled = false on all but one"
+        )
+
+
+def _check_experiment(
+    experiment: ExperimentConfig, blend: BlendConfig, serving: ServingConfig, key: str
+) -> None:
+    if not experiment.salt:
+        raise ConfigError(
+            f"{key}.salt must not be empty (any fixed text; changing it reshuffles every visitor)"
+        )
+    variants = experiment.variants
+    if len(variants) < 2:
+        raise ConfigError(
+            f"{key}.variants: an experiment needs at least 2 variants (got {len(variants)})"
+        )
+    names = [variant.name for variant in variants]
+    _check_unique_names(f"{key}.variants", names)
+    for j, variant in enumerate(variants):
+        _check_variant(variant, blend, serving, f"{key}.variants[{j}]")
+    shares = [variant.share for variant in variants]
+    total = math.fsum(shares)
+    if abs(total - 1) > 1e-9:
+        raise ConfigError(
+            f"{key}.variants: shares must sum to 1 "
+            f"(got {' + '.join(f'{share:g}' for share in shares)} = {total:.10g})"
+        )
+    for unit_id, name in experiment.forced.items():
+        if name not in names:
+            raise ConfigError(
+                f"{key}.forced.{unit_id}: unknown variant {name!r} (expected one of {names})"
+            )
+
+
+def _check_variant(
+    variant: VariantConfig, blend: BlendConfig, serving: ServingConfig, key: str
+) -> None:
+    if not 0 < variant.share <= 1:
+        raise ConfigError(f"{key}.share must be in (0, 1] (got {variant.share})")
+    allowed = sorted(f.name for f in dataclasses.fields(BlendConfig))
+    for name, value in variant.blend.items():
+        if name not in allowed:
+            raise ConfigError(
+                f"{key}.blend: unknown blend field {name!r} (expected one of {allowed})"
+            )
+        if name in _BLEND_COUNTS and not float(value).is_integer():
+            raise ConfigError(f"{key}.blend.{name} must be a whole number (got {value})")
+    # The sections' own checks name their keys "blend.x" and "serving.x"; re-root them here.
+    try:
+        dataclasses.replace(blend, **variant.blend_overrides())
+    except ConfigError as exc:
+        raise ConfigError(f"{key}.{exc}") from None
+    try:
+        dataclasses.replace(serving, **variant.serving_overrides())
+    except ConfigError as exc:
+        raise ConfigError(f"{key}.{str(exc).removeprefix('serving.')}") from None
+    if variant.n is not None:
+        _positive(f"{key}.n", variant.n)
+        if variant.n > serving.max_n:
+            raise ConfigError(
+                f"{key}.n must be <= serving.max_n ({serving.max_n}) (got {variant.n})"
+            )
+
+
+def _check_unique_names(key: str, names: list[str]) -> None:
+    first: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if name in first:
+            raise ConfigError(
+                f"{key}[{i}].name {name!r} repeats {key}[{first[name]}].name; names must be unique"
+            )
+        first[name] = i
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     """The nightly job: evaluation gate, publication, retention."""
@@ -679,6 +828,8 @@ class Config:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    # A/B experiments ([[experiments]] tables); serving applies the one enabled, if any.
+    experiments: tuple[ExperimentConfig, ...] = ()
     # the file this was loaded from, for messages; not part of the hash.
     source: Path | None = field(default=None, compare=False)
 
@@ -690,6 +841,7 @@ class Config:
                 f"timezone {self.timezone!r} is not an IANA time zone name "
                 "(e.g. 'Europe/London', 'Asia/Shanghai', 'UTC')"
             ) from exc
+        check_experiments(self.experiments, self.blend, self.serving)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the configuration as plain JSON-ready data."""
