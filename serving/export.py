@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 from recsys.config import TIERS
 from recsys.errors import RecsysError
+from recsys.experiments import assign_many
 from recsys.schema import EventType
 from serving.filters import Filters
 from serving.model import ServedModel
@@ -65,6 +66,9 @@ class ExportSummary:
     by_source: dict[str, int]
     seconds: float
     phases: dict[str, float] = field(default_factory=dict)
+    # under an A/B experiment: users per variant, and those in holdout variants (no rows).
+    by_variant: dict[str, int] = field(default_factory=dict)
+    held_out_users: int = 0
 
     @property
     def users_per_second(self) -> float:
@@ -81,6 +85,12 @@ class ExportSummary:
             + ", ".join(f"{k} {v:,}" for k, v in sorted(self.by_source.items(), key=_by_count)),
             "  phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in self.phases.items()),
         ]
+        if self.by_variant:
+            lines.append(
+                "  users by variant: "
+                + ", ".join(f"{k} {v:,}" for k, v in self.by_variant.items())
+                + f" ({self.held_out_users:,} in holdout variants: no rows)"
+            )
         return "\n".join(lines)
 
 
@@ -111,7 +121,7 @@ def recommend_chunk(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _chunk_table(model, user_ids, n, filters.resolved(model.serving), now, with_tier)
+        return _chunk_table(model, user_ids, n, filters, now, with_tier)
     finally:
         if collecting:
             gc.enable()
@@ -129,6 +139,13 @@ def _chunk_table(
     users = model.users.index(ids).astype(np.int64) if len(ids) else np.zeros(0, np.int64)
     share = sharing(model, users, ids)
     keys = share.keys
+    # Under an A/B experiment each user is answered as their variant serves them (its
+    # weights, filters and n; a holdout variant: no rows); users share only within a variant.
+    plans = _variant_plans(model, n, filters)
+    variant_of = np.zeros(len(ids), dtype=np.int64)
+    if model.experiment is not None and len(ids):
+        variant_of = assign_many(model.experiment, ids).astype(np.int64)
+        keys = np.where(keys >= 0, keys * len(plans) + variant_of, -1)
     # Each distinct answer is kept once; users point at theirs, and the rows are gathered in
     # one vectorised step (users sharing a key share an answer).
     columns: Columns = ([], [], [], [])
@@ -138,15 +155,17 @@ def _chunk_table(
     # Where a shared answer reminds its users of their one item (the row whose reason each
     # user gets dated on their own), by answer; -1: no such row.
     reminder_at: dict[int, int] = {}
-    for position, (user_id, user, key) in enumerate(
-        zip(ids.tolist(), users.tolist(), keys.tolist(), strict=True)
+    for position, (user_id, user, key, variant) in enumerate(
+        zip(ids.tolist(), users.tolist(), keys.tolist(), variant_of.tolist(), strict=True)
     ):
         found = shared.get(key, -1) if key >= 0 else -1
         if found < 0:
             found = len(lengths_list)
-            item_ids, scores, sources, reasons = answer_columns(
-                model, user, user_id, n, filters, now
-            )
+            plan = plans[variant]
+            answered: Columns = ([], [], [], [])
+            if not plan.holdout:
+                answered = answer_columns(plan.model, user, user_id, plan.n, plan.filters, now)
+            item_ids, scores, sources, reasons = answered
             columns[0].extend(item_ids)
             columns[1].extend(scores)
             columns[2].extend(sources)
@@ -178,6 +197,10 @@ def _chunk_table(
             ),
         }
     )
+    if model.experiment is not None:
+        names = pa.array([v.name for v in model.experiment.variants], pa.string())
+        codes = pa.array(variant_of.repeat(counts).astype(np.int32))
+        table = table.append_column("variant", pa.DictionaryArray.from_arrays(codes, names))
     if with_tier:
         # The tier codes serving loaded, per user, repeated over the user's rows.
         tier = np.where(users >= 0, model.user_tier[np.maximum(users, 0)], -1).repeat(counts)
@@ -205,6 +228,28 @@ class Sharing:
 def share_keys(model: ServedModel, users: np.ndarray, user_ids: np.ndarray) -> np.ndarray:
     """Per user, a key shared by users who must get the same list, or -1 (answer alone)."""
     return sharing(model, users, user_ids).keys
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How one variant answers: its view of the model, list length and resolved filters."""
+
+    model: ServedModel
+    n: int
+    filters: Filters
+    holdout: bool
+
+
+def _variant_plans(model: ServedModel, n: int, filters: Filters) -> list[_Plan]:
+    """One plan per variant of the running experiment (one plan when there is none)."""
+    if model.experiment is None:
+        return [_Plan(model, n, filters.resolved(model.serving), False)]
+    plans = []
+    for variant in model.experiment.variants:
+        view = model.variants[variant.name]
+        length = _check_n(variant.n if variant.n is not None else n, view.serving.max_n)
+        plans.append(_Plan(view, length, filters.resolved(view.serving), variant.holdout))
+    return plans
 
 
 def _reminder_row(sources: list[str]) -> int:
@@ -367,6 +412,15 @@ def export(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    by_variant: dict[str, int] = {}
+    held_out = 0
+    if model.experiment is not None:
+        counts = np.bincount(
+            assign_many(model.experiment, ids), minlength=len(model.experiment.variants)
+        )
+        for variant, count in zip(model.experiment.variants, counts.tolist(), strict=True):
+            by_variant[variant.name] = count
+            held_out += count if variant.holdout else 0
     return ExportSummary(
         path=out.resolve(),
         format=fmt,
@@ -377,6 +431,8 @@ def export(
         by_source=by_source,
         seconds=time.perf_counter() - started,
         phases=phases,
+        by_variant=by_variant,
+        held_out_users=held_out,
     )
 
 

@@ -6,7 +6,7 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,14 @@ import pyarrow as pa
 
 from recsys.blend import Blender, Strategies
 from recsys.candidates import ALSCandidates
-from recsys.config import BlendConfig, ServingConfig, section_from_dict
+from recsys.config import BlendConfig, ExperimentConfig, ServingConfig, section_from_dict
 from recsys.errors import ModelDirError
+from recsys.experiments import (
+    active_experiment,
+    experiments_from_manifest,
+    variant_blend,
+    variant_serving,
+)
 from recsys.history import UserHistory
 from recsys.ids import IdMap
 from recsys.modeldir import VerifiedVersion, current_path
@@ -72,6 +78,10 @@ class ServedModel:
     data_end: int
     created: float
     serving: ServingConfig
+    # The running A/B experiment (None: none) and, per variant name, this model as that
+    # variant serves it (its blend weights and serving settings; the arrays are shared).
+    experiment: ExperimentConfig | None = None
+    variants: dict[str, ServedModel] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | Path) -> ServedModel:
@@ -154,6 +164,10 @@ class ServedModel:
             created=created.timestamp(),
             serving=serving,
         )
+        experiments = experiments_from_manifest(
+            manifest.get("experiments") or [], blend_config, serving
+        )
+        model = model.with_experiment(active_experiment(experiments))
         log.info(
             "loaded model %s (%d users, %d items) in %.2fs",
             model.version,
@@ -162,6 +176,23 @@ class ServedModel:
             time.perf_counter() - started,
         )
         return model
+
+    def with_experiment(self, experiment: ExperimentConfig | None) -> ServedModel:
+        """This model running `experiment` (None: none), with a view of itself per variant."""
+        if experiment is None:
+            return dataclasses.replace(self, experiment=None, variants={})
+        base = self.blender.config
+        variants = {
+            variant.name: dataclasses.replace(
+                self,
+                blender=Blender(self.blender.strategies, variant_blend(base, variant)),
+                serving=variant_serving(self.serving, variant),
+                experiment=experiment,
+                variants={},
+            )
+            for variant in experiment.variants
+        }
+        return dataclasses.replace(self, experiment=experiment, variants=variants)
 
     def now(self) -> int:
         """The model's clock: the end of its data plus the time since it was trained.

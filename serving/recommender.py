@@ -10,10 +10,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from recsys.config import TIERS
+from recsys.config import TIERS, ExperimentConfig, VariantConfig
+from recsys.experiments import active_experiment, assign
 from recsys.ids import IdMap
 from recsys.models.repurchase import Due
 from recsys.schema import EventType
+from serving.exposures import Exposure, ExposureSink
 from serving.fallback import Visit, run_chain, run_leads
 from serving.filters import Filters, Picker, keep_mask
 from serving.model import ServedModel
@@ -38,6 +40,9 @@ class RecommendationList(list[Recommendation]):
     model_version: str = ""
     user_known: bool = False
     unknown_session_items: tuple[Any, ...] = ()
+    # the A/B experiment the visitor is in and the variant they saw (None: no experiment).
+    experiment: str | None = None
+    variant: str | None = None
 
     @property
     def item_ids(self) -> list[Any]:
@@ -48,16 +53,45 @@ class RecommendationList(list[Recommendation]):
 class Recommender:
     """Recommends the shop's products from the published model in `root`; thread-safe."""
 
-    def __init__(self, root: Path, model: ServedModel) -> None:
+    def __init__(
+        self,
+        root: Path,
+        model: ServedModel,
+        *,
+        exposures: ExposureSink | None = None,
+        experiments: Sequence[ExperimentConfig] | None = None,
+    ) -> None:
         self.root = root
-        self._model = model
+        # Experiments given here replace the model's own (from its training config), also
+        # across reloads: a shop can start or stop one without retraining.
+        self._experiments = None if experiments is None else tuple(experiments)
+        self._model = self._running(model)
         self._reload_lock = threading.Lock()
+        self.exposures = exposures
+        # Records a custom sink raised on (the JSON-lines log never raises): counted, not lost
+        # from sight, and never the page's problem.
+        self.exposure_errors = 0
 
     @classmethod
-    def load(cls, path: str | Path) -> Recommender:
-        """Load the current published model of a model directory (or one version folder)."""
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        exposures: ExposureSink | None = None,
+        experiments: Sequence[ExperimentConfig] | None = None,
+    ) -> Recommender:
+        """Load the current published model of a model directory (or one version folder).
+
+        `exposures` records every list returned (e.g. a JsonlExposureLog, for A/B analysis);
+        `experiments` replace the ones the model was trained with.
+        """
         root = Path(path)
-        return cls(root, ServedModel.load(root))
+        return cls(root, ServedModel.load(root), exposures=exposures, experiments=experiments)
+
+    def _running(self, model: ServedModel) -> ServedModel:
+        if self._experiments is None:
+            return model
+        return model.with_experiment(active_experiment(self._experiments))
 
     @property
     def version(self) -> str:
@@ -80,7 +114,7 @@ class Recommender:
             fresh = ServedModel.load(self.root)
             if fresh.version == self._model.version and fresh.path == self._model.path:
                 return False
-            self._model = fresh  # one reference assignment: atomic for concurrent readers
+            self._model = self._running(fresh)  # one assignment: atomic for concurrent readers
             log.info("now serving model %s", fresh.version)
             return True
 
@@ -96,15 +130,31 @@ class Recommender:
         exclude_purchased: bool | None = None,
         max_per_category: int | None = None,
         now: int | None = None,
+        visitor_id: Any = None,
     ) -> RecommendationList:
         """Return the top-n items for a visitor (user_id None: anonymous), always n if possible.
 
         `session_items` are the item ids of this visit, newest last. Unknown users, session
         items and excluded ids are not errors: they fall back or are reported on the result.
+        Under an A/B experiment the visitor (by user id, else `visitor_id`) sees their variant,
+        named on the result; a holdout variant gets an empty list.
         """
         model = self._model  # one model for the whole call, even if reload() swaps meanwhile
+        variant = None
+        unit = user_id if user_id is not None else visitor_id
+        if model.experiment is not None and unit is not None:
+            variant = assign(model.experiment, unit)
+            model = model.variants[variant.name]
+            if variant.n is not None:
+                n = variant.n
         cfg = model.serving
         n = _check_n(n, cfg.max_n)
+        clock = model.now() if now is None else int(now)
+        if variant is not None and variant.holdout:
+            held = RecommendationList()
+            held.model_version = model.version
+            self._label_and_record(held, model, variant, user_id, visitor_id, clock)
+            return held
         filters = Filters(
             exclude=tuple(exclude),
             categories=tuple(categories) if categories is not None else None,
@@ -120,16 +170,43 @@ class Recommender:
         session = np.array([model.items.index_of(i) for i in session_ids], dtype=np.int64)
         unknown = tuple(i for i, idx in zip(session_ids, session, strict=True) if idx < 0)
         result = answer(
-            model,
-            user,
-            user_id,
-            n,
-            filters,
-            model.now() if now is None else int(now),
-            session[session >= 0].astype(np.int64),
+            model, user, user_id, n, filters, clock, session[session >= 0].astype(np.int64)
         )
         result.unknown_session_items = unknown
+        self._label_and_record(result, model, variant, user_id, visitor_id, clock)
         return result
+
+    def _label_and_record(
+        self,
+        result: RecommendationList,
+        model: ServedModel,
+        variant: VariantConfig | None,
+        user_id: Any,
+        visitor_id: Any,
+        now: int,
+    ) -> None:
+        """Name the experiment and variant on the result; hand the list to the exposure log."""
+        if variant is not None and model.experiment is not None:
+            result.experiment, result.variant = model.experiment.name, variant.name
+        sink = self.exposures
+        if sink is None:
+            return
+        exposure = Exposure(
+            time=now,
+            experiment=result.experiment,
+            variant=result.variant,
+            user_id=user_id,
+            visitor_id=visitor_id,
+            model_version=result.model_version,
+            items=tuple(r.item_id for r in result),
+            sources=tuple(r.source for r in result),
+        )
+        try:
+            sink.record(exposure)
+        except Exception as exc:  # a shop's own sink failing must not cost the page its list
+            self.exposure_errors += 1
+            if self.exposure_errors == 1:
+                log.warning("exposure sink failed (%s); counting failures in exposure_errors", exc)
 
     def profile(self, user_id: Any) -> dict[str, Any] | None:
         """The user's portrait (recency, orders, spend, RFM, tier, favourites), None if unknown."""

@@ -19,6 +19,7 @@ from recsys.blend import SOURCES, Blender, Strategies
 from recsys.candidates import ALSCandidates, popular_pool
 from recsys.config import TIERS, Config
 from recsys.errors import GateRefusedError, NotEnoughHistoryError
+from recsys.experiments import experiment_to_dict
 from recsys.jsonable import jsonable
 from recsys.metrics import mean_metrics, ranking_metrics, relevance_codes
 from recsys.modeldir import VersionWriter, clean_stale, current_path, prune, publish, read_manifest
@@ -446,6 +447,7 @@ def _write(
                 for name in models
             },
             "serving": dataclasses.asdict(config.serving),
+            "experiments": [experiment_to_dict(e) for e in config.experiments],
             "blend": dataclasses.asdict(config.blend) | {"sources": list(SOURCES)},
             "metrics": dataclasses.asdict(evaluation) if evaluation else None,
             "gate": dataclasses.asdict(gate),
