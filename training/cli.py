@@ -129,6 +129,27 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--no-progress", action="store_true", help="no progress bar")
     tune.set_defaults(run=_tune)
 
+    ab = sub.add_parser(
+        "ab-report",
+        help="compare the variants of an online A/B experiment from exposures and later events",
+    )
+    ab.add_argument("--config", required=True, type=Path, help="the shop's TOML config")
+    ab.add_argument("--experiment", required=True, help="the experiment's name")
+    ab.add_argument(
+        "--exposures",
+        required=True,
+        type=Path,
+        nargs="+",
+        help="exposure logs: JSON-lines files, folders of them, or globs",
+    )
+    ab.add_argument(
+        "--events", type=Path, nargs="+", help="event files (default: the config's events)"
+    )
+    ab.add_argument("--window", default="7d", help="attribution window: 7d, 36h or days (7)")
+    ab.add_argument("--control", help="the control variant (default: 'control', else the first)")
+    ab.add_argument("--out", type=Path, help="report folder (default: reports/ab-<experiment>)")
+    ab.set_defaults(run=_ab_report)
+
     rec = sub.add_parser(
         "recommend", help="print recommendations from the published model (serving's answers)"
     )
@@ -262,6 +283,60 @@ def _tune(args: argparse.Namespace) -> int:
         args.grid.write_text(result.grid_markdown(), encoding="utf-8")
         print(f"wrote the grid to {args.grid}")
     return EXIT_OK
+
+
+def _ab_report(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from recsys.ingest import load_events
+    from serving.exposures import read_exposures
+    from training.abreport import ab_report, format_ab_report, write_ab_report
+
+    config = load_config(args.config)
+    if args.events:
+        config = dataclasses.replace(
+            config, events=dataclasses.replace(config.events, path=tuple(args.events))
+        )
+    window = _days(args.window)
+    exposures = read_exposures(args.exposures)
+    events = load_events(config).frame
+    shares = None
+    for experiment in config.experiments:
+        if experiment.name == args.experiment:
+            shares = {v.name: v.share for v in experiment.variants}
+    try:
+        results = ab_report(
+            exposures,
+            events,
+            args.experiment,
+            control=args.control,
+            window_days=window,
+            expected_shares=shares,
+        )
+    except ValueError as exc:  # an unknown experiment or control, shares that do not fit
+        print(f"recsys: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    files = write_ab_report(results, args.out or Path("reports") / f"ab-{args.experiment}")
+    print(format_ab_report(results))
+    print(f"report: {files.markdown} (numbers: {files.json})")
+    return EXIT_OK
+
+
+def _days(text: str) -> float:
+    """A window as days: '7d', '36h' or a number of days."""
+    value = text.strip().lower()
+    try:
+        if value.endswith("d"):
+            days = float(value[:-1])
+        elif value.endswith("h"):
+            days = float(value[:-1]) / 24
+        else:
+            days = float(value)
+    except ValueError:
+        raise ConfigError(f"--window must look like 7d, 36h or 7 (got {text!r})") from None
+    if days <= 0:
+        raise ConfigError(f"--window must be positive (got {text!r})")
+    return days
 
 
 def _recommend(args: argparse.Namespace) -> int:
