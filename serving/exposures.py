@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import numpy as np
 import pandas as pd
@@ -178,7 +178,25 @@ class _Counts:
             )
 
 
-class JsonlExposureLog:
+class _Closing:
+    """`with sink:` closes the sink at the end of the block."""
+
+    def close(self) -> object:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class JsonlExposureLog(_Closing):
     """An ExposureSink writing JSON lines to `path` from a background thread, rotated by size.
 
     `max_bytes=0` or `backups=0` never rotates (as in RotatingFileHandler). Exposures reach
@@ -262,17 +280,6 @@ class JsonlExposureLog:
             )
         self._counts.summary()
         return self.stats()
-
-    def __enter__(self) -> JsonlExposureLog:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _close_at_exit(self) -> None:
         self.close()
@@ -410,7 +417,7 @@ def _backup(path: Path, i: int) -> Path:
     return path.with_name(f"{path.name}.{i}")
 
 
-class MemoryExposureLog:
+class MemoryExposureLog(_Closing):
     """An ExposureSink keeping Exposure objects in `exposures`, for tests and notebooks.
 
     At most `max_records` are kept; later ones are counted as dropped, as are those recorded
@@ -455,17 +462,6 @@ class MemoryExposureLog:
         with self._counts.lock:
             kept = list(self.exposures)
         return _frame([json.loads(e.to_json()) for e in kept])
-
-    def __enter__(self) -> MemoryExposureLog:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def read_exposures(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
