@@ -394,13 +394,13 @@ def export(
         n = _check_n(n, model.serving.max_n)
         phases["load model"] = time.perf_counter() - started
         mark = time.perf_counter()
-        ids = _user_ids(model, users, segment)
+        ids = export_user_ids(model, users, segment)
         if users is None and segment is None:
             indices = np.arange(len(ids), dtype=np.int64)  # the model's own users, in order
         else:
             indices = model.users.index(ids).astype(np.int64)
         unknown = int((indices < 0).sum())
-        order = _grouped_order(model, ids, indices)
+        order = grouped_order(model, ids, indices)
         ids = ids[order]
         phases["users"] = time.perf_counter() - mark
         mark = time.perf_counter()
@@ -497,7 +497,9 @@ def read_user_ids(path: str | Path, id_type: str) -> np.ndarray:
     return values.astype(str).str.strip().to_numpy(dtype=object)
 
 
-def _user_ids(model: ServedModel, users: Any, segment: str | None) -> np.ndarray:
+def export_user_ids(model: ServedModel, users: Any, segment: str | None) -> np.ndarray:
+    """The ids an export answers: `users` (a file or a list; default every known user),
+    each once, limited to a segment if one is named."""
     if users is None:
         ids = model.users.ids
         if segment is None:
@@ -528,7 +530,7 @@ def _user_ids(model: ServedModel, users: Any, segment: str | None) -> np.ndarray
     return np.asarray(ids)
 
 
-def _grouped_order(model: ServedModel, ids: np.ndarray, indices: np.ndarray) -> np.ndarray:
+def grouped_order(model: ServedModel, ids: np.ndarray, indices: np.ndarray) -> np.ndarray:
     """An order that puts users sharing a list next to each other (so one chunk shares).
 
     Users answered alone come first: their chunks are the slow ones, and a run that ends on

@@ -187,6 +187,21 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--workers", type=int, help="processes (default: one per core)")
     exp.add_argument("--chunk-size", type=int, default=20_000, help="users per task")
     exp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    exp.add_argument(
+        "--engine",
+        choices=["local", "spark"],
+        default="local",
+        help="local processes, or Apache Spark (--out is then a Parquet folder)",
+    )
+    exp.add_argument("--master", default="local[*]", help="Spark master (with --engine spark)")
+    exp.add_argument(
+        "--conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Spark option, e.g. spark.executor.memory=8g (repeatable)",
+    )
+    exp.add_argument("--partitions", type=int, help="Spark partitions (default: parallelism)")
     exp.set_defaults(run=_export)
 
     prof = sub.add_parser("profiles", help="write every user's portrait (RFM, tier) to a file")
@@ -382,6 +397,8 @@ def _export(args: argparse.Namespace) -> int:
         exclude_purchased=args.exclude_purchased,
         max_per_category=args.max_per_category,
     )
+    if args.engine == "spark":
+        return _export_spark(args, filters)
     summary = export(
         args.models,
         args.out,
@@ -394,6 +411,43 @@ def _export(args: argparse.Namespace) -> int:
         chunk_size=args.chunk_size,
         progress=not args.no_progress,
         with_tier=args.with_tier,
+    )
+    print(summary.format_text())
+    return EXIT_OK
+
+
+def _export_spark(args: argparse.Namespace, filters: Any) -> int:
+    from serving.spark_export import export_spark
+
+    unsupported = [
+        flag
+        for flag, used in (
+            ("--format", args.format not in (None, "parquet")),
+            ("--segment", args.segment is not None),
+            ("--with-tier", args.with_tier),
+        )
+        if used
+    ]
+    if unsupported:
+        raise ConfigError(
+            f"{', '.join(unsupported)}: not available with --engine spark yet (Parquet, all "
+            "or --users, no tier column); run the local export for those"
+        )
+    conf = {}
+    for item in args.conf:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--conf must be KEY=VALUE (got {item!r})")
+        conf[key.strip()] = value.strip()
+    summary = export_spark(
+        args.models,
+        str(args.out),
+        args.n,
+        users=args.users,
+        filters=filters,
+        partitions=args.partitions,
+        master=args.master,
+        conf=conf,
     )
     print(summary.format_text())
     return EXIT_OK
