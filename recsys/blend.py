@@ -370,6 +370,13 @@ def _reminders(
     # The bounded tail of the history, as for neighbours: recent interest is what reminds.
     start = max(len(items) - 20 * cfg.recent_items, 0)
     items, events, times = items[start:], events[start:], times[start:]
+    # Histories are oldest first: interest older than the reminder horizon is a prefix.
+    oldest = now - int(cfg.reminder_max_days * _DAY)
+    if len(times) and times[0] < oldest:
+        fresh = int(np.searchsorted(times, oldest, side="left"))
+        # A purchase before the horizon still ends older interest, but that interest is
+        # gone anyway: only what follows the horizon can remind.
+        items, events, times = items[fresh:], events[fresh:], times[fresh:]
     if len(items) <= 16:
         # Most visitors have a few events: a Python pass is several times faster than numpy.
         return _few_reminders(items, events, times, now, type_weights, cfg)

@@ -433,6 +433,9 @@ class BlendConfig:
     reminder_cart: float = 4.0
     reminder_favourite: float = 3.0
     reminder_half_life_hours: float = 48.0
+    # interest older than this is no longer a reminder ("still thinking about it?" a year on
+    # would read oddly); the half-life only ranks fresher interest above older.
+    reminder_max_days: float = 30.0
     # ... and the items of this visit, newest first ("you looked at it earlier in this visit"),
     # with this weight: 0 leaves them out (in a basket log the next item is never one of them).
     visit_reminder: float = 0.0
@@ -464,6 +467,7 @@ class BlendConfig:
         ):
             _non_negative(f"blend.{name}", getattr(self, name))
         _positive("blend.reminder_half_life_hours", self.reminder_half_life_hours)
+        _positive("blend.reminder_max_days", self.reminder_max_days)
         _positive("blend.reach_categories", self.reach_categories)
         if not 0 < self.session_decay <= 1:
             raise ConfigError(f"blend.session_decay must be in (0, 1] (got {self.session_decay})")

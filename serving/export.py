@@ -45,8 +45,8 @@ log = logging.getLogger(__name__)
 COLUMNS = ("user_id", "rank", "item_id", "score", "source", "reason", "model_version")
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
 _PURCHASE, _CART = int(EventType.PURCHASE), int(EventType.CART)
-_FAVOURITE = int(EventType.FAVOURITE)
-_KINDS = ("view", "favourite", "cart")
+_FAVOURITE, _VIEW = int(EventType.FAVOURITE), int(EventType.VIEW)
+_KINDS = ("view", "favourite", "cart", "none")
 
 
 class ExportError(RecsysError):
@@ -137,7 +137,7 @@ def _chunk_table(
 ) -> pa.Table:
     ids = np.asarray(user_ids)
     users = model.users.index(ids).astype(np.int64) if len(ids) else np.zeros(0, np.int64)
-    share = sharing(model, users, ids)
+    share = sharing(model, users, ids, now)
     keys = share.keys
     # Under an A/B experiment each user is answered as their variant serves them (its
     # weights, filters and n; a holdout variant: no rows); users share only within a variant.
@@ -225,9 +225,11 @@ class Sharing:
     dated: np.ndarray
 
 
-def share_keys(model: ServedModel, users: np.ndarray, user_ids: np.ndarray) -> np.ndarray:
+def share_keys(
+    model: ServedModel, users: np.ndarray, user_ids: np.ndarray, now: int | None = None
+) -> np.ndarray:
     """Per user, a key shared by users who must get the same list, or -1 (answer alone)."""
-    return sharing(model, users, user_ids).keys
+    return sharing(model, users, user_ids, now).keys
 
 
 @dataclass(frozen=True)
@@ -247,7 +249,7 @@ def _variant_plans(model: ServedModel, n: int, filters: Filters) -> list[_Plan]:
     plans = []
     for variant in model.experiment.variants:
         view = model.variants[variant.name]
-        length = _check_n(variant.n if variant.n is not None else n, view.serving.max_n)
+        length = min(n, variant.n) if variant.n is not None else n
         plans.append(_Plan(view, length, filters.resolved(view.serving), variant.holdout))
     return plans
 
@@ -306,7 +308,9 @@ def _reasons(
     return patched.dictionary_decode().dictionary_encode()
 
 
-def sharing(model: ServedModel, users: np.ndarray, user_ids: np.ndarray) -> Sharing:
+def sharing(
+    model: ServedModel, users: np.ndarray, user_ids: np.ndarray, now: int | None = None
+) -> Sharing:
     """Who shares a list: known users whose history is one item, never bought.
 
     Their ALS candidates must be the item's list; the key is (item, carted?, favourited?,
@@ -346,17 +350,25 @@ def sharing(model: ServedModel, users: np.ndarray, user_ids: np.ndarray) -> Shar
         where = model.segment_users.index(user_ids[known])
         segments = np.where(where >= 0, model.segment_codes[np.maximum(where, 0)], -1)
     n_segments = len(model.segment_labels) + 1
-    kind = np.where(carted, 2, np.where(saved, 1, 0))
-    keys[known[ok]] = ((first * 3 + kind) * n_segments + segments + 1)[ok]
+    viewed = np.add.reduceat(events == _VIEW, row_starts) > 0
+    times = history.timestamps[offsets]
+    # 3: no reminder: no interest at all (a return, say), or none since the reminder
+    # horizon before `now`; such users never share the list of users who get one.
+    kind = np.where(carted, 2, np.where(saved, 1, np.where(viewed, 0, 3)))
+    if now is not None:
+        horizon = now - int(model.blender.config.reminder_max_days * 86_400)
+        interest = (events == _VIEW) | (events == _CART) | (events == _FAVOURITE)
+        last_interest = np.maximum.reduceat(np.where(interest, times, -1), row_starts)
+        kind = np.where(last_interest >= horizon, kind, 3)
+    keys[known[ok]] = ((first * 4 + kind) * n_segments + segments + 1)[ok]
     # The reminder is dated as serving dates it: by the first cart, else the first
     # favourite, else the last view.
-    times = history.timestamps[offsets]
     never = np.iinfo(np.int64).max
     first_cart = np.minimum.reduceat(np.where(events == _CART, times, never), row_starts)
     first_saved = np.minimum.reduceat(np.where(events == _FAVOURITE, times, never), row_starts)
-    last_seen = np.maximum.reduceat(times, row_starts)
+    last_view = np.maximum.reduceat(np.where(events == _VIEW, times, -1), row_starts)
     kinds[known[ok]] = kind[ok]
-    dates[known[ok]] = np.where(carted, first_cart, np.where(saved, first_saved, last_seen))[ok]
+    dates[known[ok]] = np.where(carted, first_cart, np.where(saved, first_saved, last_view))[ok]
     return found
 
 

@@ -37,6 +37,10 @@ from recsys.models.segments import SegmentPopularity
 
 log = logging.getLogger(__name__)
 
+# Blend settings a model trained before they existed is served with: what that trainer's
+# lists did (no reminders, a visit's steps decaying by 0.85), not today's defaults.
+_LEGACY_BLEND: dict[str, Any] = {"reminder": 0.0, "session_decay": 0.85}
+
 _MODEL_CLASSES: dict[str, type[Model]] = {
     "als": ALSModel,
     "neighbours": ItemNeighbours,
@@ -112,7 +116,7 @@ class ServedModel:
         if "popularity" not in models:
             raise ModelDirError(f"{version_dir}: has no popularity.npz; run `recsys train` again")
         blend_config = section_from_dict(
-            BlendConfig, _known(manifest["blend"], BlendConfig), "blend"
+            BlendConfig, _LEGACY_BLEND | _known(manifest["blend"], BlendConfig), "blend"
         )
         serving = section_from_dict(ServingConfig, manifest.get("serving") or {}, "serving")
         candidates = None

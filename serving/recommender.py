@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from recsys.config import TIERS, ExperimentConfig, VariantConfig
+from recsys.config import TIERS, ExperimentConfig, VariantConfig, check_experiments
 from recsys.experiments import active_experiment, assign
 from recsys.ids import IdMap
 from recsys.models.repurchase import Due
@@ -91,6 +92,8 @@ class Recommender:
     def _running(self, model: ServedModel) -> ServedModel:
         if self._experiments is None:
             return model
+        # Checked as a config file's would be: shares, names, forced ids, overrides.
+        check_experiments(self._experiments, model.blender.config, model.serving)
         return model.with_experiment(active_experiment(self._experiments))
 
     @property
@@ -140,20 +143,31 @@ class Recommender:
         named on the result; a holdout variant gets an empty list.
         """
         model = self._model  # one model for the whole call, even if reload() swaps meanwhile
+        n = _check_n(n, model.serving.max_n)
+        if user_id is not None:
+            _check_id(user_id, model.users)
         variant = None
         unit = user_id if user_id is not None else visitor_id
         if model.experiment is not None and unit is not None:
+            if isinstance(unit, float | np.floating):
+                raise ValueError(
+                    f"visitor ids must be whole numbers or text, not {unit!r} (17850.0 and "
+                    "17850 would land in different variants)"
+                )
             variant = assign(model.experiment, unit)
             model = model.variants[variant.name]
+            # A variant's n caps the list: it never asks for more than the page has room for.
             if variant.n is not None:
-                n = variant.n
+                n = min(n, variant.n)
         cfg = model.serving
-        n = _check_n(n, cfg.max_n)
         clock = model.now() if now is None else int(now)
+        # Exposures are joined with the shop's own event times: stamped by the wall clock
+        # (the model's clock runs from the end of its data), unless the caller sets `now`.
+        shown_at = int(time.time()) if now is None else int(now)
         if variant is not None and variant.holdout:
             held = RecommendationList()
             held.model_version = model.version
-            self._label_and_record(held, model, variant, user_id, visitor_id, clock)
+            self._label_and_record(held, model, variant, user_id, visitor_id, shown_at)
             return held
         filters = Filters(
             exclude=tuple(exclude),
@@ -173,7 +187,7 @@ class Recommender:
             model, user, user_id, n, filters, clock, session[session >= 0].astype(np.int64)
         )
         result.unknown_session_items = unknown
-        self._label_and_record(result, model, variant, user_id, visitor_id, clock)
+        self._label_and_record(result, model, variant, user_id, visitor_id, shown_at)
         return result
 
     def _label_and_record(

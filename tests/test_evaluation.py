@@ -542,3 +542,15 @@ def test_recsys_evaluate_refuses_a_bad_k_with_the_bad_input_code(
     assert code == EXIT_BAD_INPUT
     assert capsys.readouterr().err.strip() == f"recsys: error: ConfigError: {message}"
     assert not out.exists()
+
+
+def test_without_baselines_the_verdict_says_so_instead_of_passing(tmp_path: Path) -> None:
+    import dataclasses
+
+    config = a_shop(tmp_path, max_session_predictions=20)
+    config = dataclasses.replace(
+        config, evaluation=dataclasses.replace(config.evaluation, baselines=())
+    )
+    results = evaluate([config], holdout_days=10, progress=False, sessions=False)
+    assert results["verdict"]["passed"] is False
+    assert "no baseline was run" in results["verdict"]["message"]

@@ -32,6 +32,10 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for user in BROWSERS
     ]
     extra += [(240, "sku0", "view", T0 + 60 * DAY), (240, "sku7", "view", T0 + 61 * DAY)]
+    # One-item users whose reminder depends on more than the item: a view then a return
+    # (dated by the view), and a view older than the reminder horizon (no reminder at all).
+    extra += [(241, "sku3", "view", T0 + 55 * DAY), (241, "sku3", "return", T0 + 57 * DAY)]
+    extra += [(242, "sku3", "view", T0 + 10 * DAY), (243, "sku3", "view", T0 + 56 * DAY)]
     events = pd.concat([events, pd.DataFrame(extra, columns=events.columns[:4])])
     events.to_csv(paths["events"], index=False)
     columns = {
@@ -46,7 +50,12 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
         events={
             "path": "events.csv",
             "timestamp_unit": "s",
-            "event_types": {"buy": "purchase", "view": "view", "cart": "cart"},
+            "event_types": {
+                "buy": "purchase",
+                "view": "view",
+                "cart": "cart",
+                "return": "return",
+            },
             "columns": columns,
         },
     )
@@ -99,6 +108,22 @@ def test_browsers_with_one_item_share_a_list_and_still_get_their_own_answer(
     lists = _lists(table.to_pandas())
     for user in ids.tolist():
         assert lists[user] == _served(rec, user, 5), user
+
+
+def test_one_item_users_share_only_when_their_reminders_read_alike(rec: Recommender) -> None:
+    # 241 viewed then returned sku3 (the view dates the reminder), 242 viewed it 60 days ago
+    # (past the reminder horizon: no reminder), 243 viewed it 14 days ago; 201 is a plain
+    # viewer of another item. Every list is still the one serving gives.
+    model = rec.model
+    ids = np.array([241, 242, 243, 201])
+    keys = share_keys(model, model.users.index(ids).astype(np.int64), ids, NOW)
+    assert keys[1] != keys[2]
+    table = recommend_chunk(model, ids, 5, Filters(), NOW)
+    lists = _lists(table.to_pandas())
+    for user in ids.tolist():
+        assert lists[user] == _served(rec, user, 5), user
+    assert "reminder" not in {source for _, _, source, _ in lists[242]}
+    assert "reminder" in {source for _, _, source, _ in lists[243]}
 
 
 def test_a_users_file_with_unknown_ids_gives_them_fallback_lists_and_counts_them(

@@ -76,6 +76,15 @@ def test_interest_counts_half_as_much_after_48_hours() -> None:
     assert reminders(blender(rows), end_of(rows)) == pytest.approx({1: 1.0, 0: 0.5})
 
 
+def test_interest_older_than_the_reminder_horizon_is_no_longer_a_reminder() -> None:
+    # Carted 40 days before the data's end, viewed 10 days before it: the default horizon
+    # (30 days) keeps the view and lets the cart go.
+    rows = [("me", 0, E.CART, 0), ("me", 1, E.VIEW, 30), ("me", 2, E.VIEW, 40)]
+    assert set(reminders(blender(rows), end_of(rows))) == {1, 2}
+    longer = blender(rows, BlendConfig(reminder_max_days=60.0))
+    assert set(reminders(longer, end_of(rows))) == {0, 1, 2}
+
+
 def test_three_views_of_one_item_count_three_times_one_view() -> None:
     rows = [("me", 0, E.VIEW, 1)] * 3 + [("me", 1, E.VIEW, 1)]
     assert reminders(blender(rows), end_of(rows)) == pytest.approx({0: 1.0, 1: 1 / 3})

@@ -147,3 +147,44 @@ def test_the_export_writes_each_users_variant_and_leaves_out_the_holdout(
     assert summary.held_out_users == summary.by_variant["holdout"] >= counts["holdout"]
     assert "users by variant" in summary.format_text()
     assert np.isin(frame["variant"].unique(), ["A", "B"]).all()
+
+
+def test_exposures_are_stamped_by_the_wall_clock_unless_the_caller_sets_now(shop: Path) -> None:
+    import time
+
+    log = MemoryExposureLog()
+    rec = Recommender.load(shop, exposures=log)
+    before = int(time.time())
+    rec.recommend(5, 4)
+    rec.recommend(5, 4, now=NOW)
+    stamped, given = log.exposures
+    assert before <= stamped.time <= int(time.time())  # not the model's clock
+    assert given.time == NOW
+
+
+def test_experiments_given_at_load_are_checked_like_a_config_files(shop: Path) -> None:
+    from recsys.errors import ConfigError
+
+    bad = ExperimentConfig(
+        name="x",
+        salt="x",
+        variants=(VariantConfig(name="A", share=0.3), VariantConfig(name="B", share=0.3)),
+    )
+    with pytest.raises(ConfigError, match="sum"):
+        Recommender.load(shop, experiments=[bad])
+
+
+def test_a_variants_n_caps_the_list_and_never_lengthens_it(rec: Recommender) -> None:
+    [user, *_] = users_in(rec, "B")  # B: n = 3
+    assert len(rec.recommend(user, 2, now=NOW)) == 2
+    assert len(rec.recommend(user, 10, now=NOW)) == 3
+    with pytest.raises(ValueError, match="n must be between"):
+        rec.recommend(user, 0, now=NOW)
+
+
+def test_ids_are_checked_before_the_variant_whatever_the_variant(rec: Recommender) -> None:
+    held = users_in(rec, "holdout")
+    with pytest.raises(ValueError, match="whole numbers"):
+        rec.recommend(str(held[0]), 5, now=NOW)  # this model's user ids are numbers
+    with pytest.raises(ValueError, match="visitor ids must be whole numbers or text"):
+        rec.recommend(None, 5, visitor_id=12.0, now=NOW)

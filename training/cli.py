@@ -313,8 +313,10 @@ def _ab_report(args: argparse.Namespace) -> int:
             config, events=dataclasses.replace(config.events, path=tuple(args.events))
         )
     window = _days(args.window)
+    out = args.out or Path("reports") / f"ab-{args.experiment}"
     exposures = read_exposures(args.exposures)
-    events = load_events(config).frame
+    # Rows the log's validation sets aside go beside the report, not over the trainer's.
+    events = load_events(config, rejects_dir=out / "rejects").frame
     shares = None
     for experiment in config.experiments:
         if experiment.name == args.experiment:
@@ -331,7 +333,12 @@ def _ab_report(args: argparse.Namespace) -> int:
     except ValueError as exc:  # an unknown experiment or control, shares that do not fit
         print(f"recsys: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    files = write_ab_report(results, args.out or Path("reports") / f"ab-{args.experiment}")
+    if shares is None:
+        results.setdefault("notes", []).append(
+            f"{args.experiment} is not in {args.config}: the sample-ratio check assumed equal "
+            "shares; add the experiment to the config for its real shares"
+        )
+    files = write_ab_report(results, out)
     print(format_ab_report(results))
     print(f"report: {files.markdown} (numbers: {files.json})")
     return EXIT_OK

@@ -762,11 +762,29 @@ def _verdict(
     values = {name: float(np.nanmean(v)) for name, v in per_user[target].items()}
     engine = values["engine"]
     baselines = {name: v for name, v in values.items() if kinds[name] == "baseline"}
+    what = f"{metric} on {target} targets of known users"
+    if not baselines:
+        return {
+            "target": target,
+            "group": "known",
+            "metric": metric,
+            "engine": engine,
+            "best_baseline": None,
+            "baseline_value": float("nan"),
+            "margin": float("nan"),
+            "required": options.required_margin,
+            "passed": False,
+            "message": f"NOT MET: no baseline was run (evaluation.baselines is empty); the "
+            f"engine's {what} is {engine:.4f}",
+        }
     best = max(baselines, key=lambda name: baselines[name])
     best_value = baselines[best]
-    margin = engine / best_value - 1 if best_value > 0 else float("inf")
-    passed = margin >= options.required_margin
-    what = f"{metric} on {target} targets of known users"
+    if best_value > 0:
+        margin = engine / best_value - 1
+    else:
+        # Every baseline scores 0: any hit at all beats them; none at all does not.
+        margin = float("inf") if engine > 0 else float("nan")
+    passed = bool(margin >= options.required_margin)
     if passed:
         message = (
             f"PASSED: the engine's {what} is {engine:.4f}, {margin:+.1%} over the best baseline "
