@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from recsys.spark import spark_session
 from serving.export import (
     ExportError,
     export_user_ids,
@@ -62,21 +63,6 @@ class SparkExportSummary:
             f"exported {self.users:,} users, {self.rows:,} rows, on Spark ({self.partitions} "
             f"partitions) to {self.path} in {self.seconds:.1f} s, {rate:,.0f} users/s"
         )
-
-
-def spark_session(master: str = "local[*]", conf: Mapping[str, str] | None = None) -> SparkSession:
-    """A Spark session for the engine's jobs: Arrow on, the given master and options."""
-    try:
-        from pyspark.sql import SparkSession
-    except ImportError:
-        raise ExportError(
-            'Spark export needs pyspark: pip install "recsys-shop[spark]" (and Java 17)'
-        ) from None
-    builder = SparkSession.builder.master(master).appName("recsys")
-    builder = builder.config("spark.sql.execution.arrow.pyspark.enabled", "true")
-    for key, value in (conf or {}).items():
-        builder = builder.config(key, value)
-    return builder.getOrCreate()
 
 
 def export_spark(

@@ -78,6 +78,16 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--on-error", choices=["strict", "quarantine"], help="override validation.on_error"
     )
+    train.add_argument(
+        "--engine",
+        choices=["local", "spark"],
+        default="local",
+        help="fit the models on this machine, or on Apache Spark (same gate, same directory)",
+    )
+    train.add_argument("--master", default="local[*]", help="Spark master (with --engine spark)")
+    train.add_argument(
+        "--conf", action="append", default=[], metavar="KEY=VALUE", help="a Spark option"
+    )
     train.set_defaults(run=_train)
 
     ev = sub.add_parser(
@@ -234,7 +244,19 @@ def _train(args: argparse.Namespace) -> int:
     from training.job import train
 
     config = load_config(args.config)
-    result = train(config, out=args.out, force=args.force, on_error=args.on_error)
+    if args.engine == "spark":
+        from training.spark_train import train_spark
+
+        result = train_spark(
+            config,
+            out=args.out,
+            force=args.force,
+            on_error=args.on_error,
+            master=args.master,
+            conf=_spark_conf(args.conf),
+        )
+    else:
+        result = train(config, out=args.out, force=args.force, on_error=args.on_error)
     if result.dataset is not None:
         print(result.dataset.format(timings=False))
     if result.evaluation is not None:
@@ -440,12 +462,7 @@ def _export_spark(args: argparse.Namespace, filters: Any) -> int:
             f"{', '.join(unsupported)}: not available with --engine spark yet (Parquet, all "
             "or --users, no tier column); run the local export for those"
         )
-    conf = {}
-    for item in args.conf:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--conf must be KEY=VALUE (got {item!r})")
-        conf[key.strip()] = value.strip()
+    conf = _spark_conf(args.conf)
     summary = export_spark(
         args.models,
         str(args.out),
@@ -458,6 +475,17 @@ def _export_spark(args: argparse.Namespace, filters: Any) -> int:
     )
     print(summary.format_text())
     return EXIT_OK
+
+
+def _spark_conf(items: list[str]) -> dict[str, str]:
+    """--conf KEY=VALUE options as a dict."""
+    conf = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--conf must be KEY=VALUE (got {item!r})")
+        conf[key.strip()] = value.strip()
+    return conf
 
 
 def _profiles(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,8 +149,12 @@ def blender(models: dict[str, Model], data: FitData, config: Config) -> Blender:
     return Blender(strategies, config.blend)
 
 
+# Fits every model on FitData; the Spark trainer passes its own (training/spark_train.py).
+Fitter = Callable[[FitData, Config], dict[str, Model]]
+
+
 def evaluate_holdout(
-    dataset: Dataset, config: Config, steps: Steps
+    dataset: Dataset, config: Config, steps: Steps, fit: Fitter | None = None
 ) -> tuple[Evaluation, dict[str, Model], Dataset, FitData]:
     """Fit on all but the last holdout_days, evaluate the blend and popularity on what followed."""
     cfg = config.training
@@ -157,7 +162,7 @@ def evaluate_holdout(
     train = subset(dataset, split.train, config)
     train_data = fit_data(train, config)
     steps.done("split")
-    models = fit_models(train_data, config)
+    models = (fit or fit_models)(train_data, config)
     steps.done("fit on train split")
     blend = blender(models, train_data, config)
     buy_again = BuyAgain(train_data.history, blend.strategies.popularity)
@@ -281,8 +286,13 @@ def train(
     out: Path | None = None,
     force: bool = False,
     on_error: str | None = None,
+    fit: Fitter | None = None,
 ) -> TrainResult:
-    """Run the nightly job; publish a new version unless the gate refuses (GateRefusedError)."""
+    """Run the nightly job; publish a new version unless the gate refuses (GateRefusedError).
+
+    `fit` replaces the single-machine fitting (the Spark trainer's); everything else, the
+    holdout evaluation and the gate included, is the same job.
+    """
     root = Path(out) if out is not None else config.output.models
     steps = Steps()
     with RunLock(root):
@@ -294,7 +304,9 @@ def train(
         train_set: Dataset | None = None
         train_data: FitData | None = None
         try:
-            evaluation, models, train_set, train_data = evaluate_holdout(dataset, config, steps)
+            evaluation, models, train_set, train_data = evaluate_holdout(
+                dataset, config, steps, fit
+            )
         except NotEnoughHistoryError as exc:
             log.warning("holdout evaluation skipped: %s", exc)
         target = evaluation.gate_target if evaluation is not None else None
@@ -308,8 +320,11 @@ def train(
             )
         if config.training.retrain_on_all or models is None:
             published, data = dataset, fit_data(dataset, config)
-            warm = _warm_start(models, train_set, dataset)
-            models = fit_models(data, config, als_warm_start=warm)
+            if fit is not None:
+                models = fit(data, config)
+            else:
+                warm = _warm_start(models, train_set, dataset)
+                models = fit_models(data, config, als_warm_start=warm)
             steps.done("fit on all events")
         else:
             # The evaluated models are published as they are, with their own id maps.
