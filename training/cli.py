@@ -78,15 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--on-error", choices=["strict", "quarantine"], help="override validation.on_error"
     )
-    train.add_argument(
-        "--engine",
-        choices=["local", "spark"],
-        default="local",
-        help="fit the models on this machine, or on Apache Spark (same gate, same directory)",
-    )
-    train.add_argument("--master", default="local[*]", help="Spark master (with --engine spark)")
-    train.add_argument(
-        "--conf", action="append", default=[], metavar="KEY=VALUE", help="a Spark option"
+    _engine_options(
+        train, "fit the models on this machine, or on Apache Spark (same gate, same directory)"
     )
     train.set_defaults(run=_train)
 
@@ -197,20 +190,7 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--workers", type=int, help="processes (default: one per core)")
     exp.add_argument("--chunk-size", type=int, default=20_000, help="users per task")
     exp.add_argument("--no-progress", action="store_true", help="no progress bar")
-    exp.add_argument(
-        "--engine",
-        choices=["local", "spark"],
-        default="local",
-        help="local processes, or Apache Spark (--out is then a Parquet folder)",
-    )
-    exp.add_argument("--master", default="local[*]", help="Spark master (with --engine spark)")
-    exp.add_argument(
-        "--conf",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a Spark option, e.g. spark.executor.memory=8g (repeatable)",
-    )
+    _engine_options(exp, "local processes, or Apache Spark (--out is then a Parquet folder)")
     exp.add_argument("--partitions", type=int, help="Spark partitions (default: parallelism)")
     exp.set_defaults(run=_export)
 
@@ -229,6 +209,19 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--format", choices=["csv", "csv.gz", "parquet"], default="csv")
     synth.set_defaults(run=_synth)
     return parser
+
+
+def _engine_options(command: argparse.ArgumentParser, what: str) -> None:
+    """--engine local|spark, with Spark's --master and --conf."""
+    command.add_argument("--engine", choices=["local", "spark"], default="local", help=what)
+    command.add_argument("--master", default="local[*]", help="Spark master (--engine spark)")
+    command.add_argument(
+        "--conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Spark option, e.g. spark.executor.memory=8g (repeatable)",
+    )
 
 
 def _check(args: argparse.Namespace) -> int:

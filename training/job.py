@@ -134,6 +134,12 @@ def fit_models(
         models["neighbours"] = ItemNeighbours(cfg.neighbours).fit(data)
     if cfg.copurchase.enabled:
         models["copurchase"] = CoPurchase(cfg.copurchase).fit(data)
+    return fit_small_models(data, config, models)
+
+
+def fit_small_models(data: FitData, config: Config, models: dict[str, Model]) -> dict[str, Model]:
+    """Add the models that stay small whatever the log's size: repurchase, content, segments."""
+    cfg = config.models
     if cfg.repurchase.enabled:
         models["repurchase"] = RepurchaseModel(cfg.repurchase).fit(data)
     if cfg.content.enabled:

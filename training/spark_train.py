@@ -26,7 +26,6 @@ from recsys.config import (
 )
 from recsys.models.als import ALSModel
 from recsys.models.base import FitData, Model
-from recsys.models.content import ContentModel
 from recsys.models.copurchase import CoPurchase
 from recsys.models.neighbours import ItemNeighbours
 from recsys.models.popularity import (
@@ -35,12 +34,10 @@ from recsys.models.popularity import (
     _ranked,
     _weights,
 )
-from recsys.models.repurchase import RepurchaseModel
-from recsys.models.segments import SegmentPopularity
 from recsys.schema import EVENT_TYPES, EventType
 from recsys.spark import spark_session
 from recsys.sparse import topk_per_row
-from training.job import TrainResult, train
+from training.job import TrainResult, fit_small_models, train
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -72,13 +69,8 @@ def fit_models_spark(data: FitData, config: Config, spark: SparkSession) -> dict
     finally:
         events.unpersist()
         entries.unpersist()
-    if cfg.repurchase.enabled:
-        models["repurchase"] = RepurchaseModel(cfg.repurchase).fit(data)
-    if cfg.content.enabled:
-        models["content"] = ContentModel(cfg.content).fit(data)
-    if data.n_segments:
-        models["segments"] = SegmentPopularity(cfg.popularity).fit(data)
-    return models
+    # Cheap on one machine at any scale: fitted on the driver, as the job fits them.
+    return fit_small_models(data, config, models)
 
 
 def events_frame(data: FitData, spark: SparkSession) -> DataFrame:
