@@ -18,7 +18,7 @@ from recsys.config import Config
 from recsys.errors import EventsSchemaError
 from recsys.ingest import EventLog, load_events
 from tests.conftest import make_config, write_csv
-from training.spark_ingest import SparkEventLog, load_events_spark
+from training.spark_ingest import SparkEventLog, load_events_spark, to_event_log
 
 pytestmark = pytest.mark.spark
 T0 = 1_700_000_000  # 2023-11-14, inside the window below
@@ -130,6 +130,11 @@ def _assert_same(local: EventLog, on_spark: SparkEventLog, tmp_path: Path) -> No
     assert _rows(accepted) == _rows(local.frame)
     for column in ("user", "item", "timestamp", "event"):
         assert (accepted[column].dtype.kind == "i") == (local.frame[column].dtype.kind == "i")
+    # Collected for the job: the same rows in the same (file, row) order, with the same dtypes.
+    collected = to_event_log(on_spark)
+    pd.testing.assert_frame_equal(collected.frame, local.frame, check_exact=True)
+    assert collected.report is on_spark.report
+    assert collected.timezone == local.timezone
     if local.report.rejects_path:
         written = (tmp_path / "spark-rejects" / "events.rejects.csv").read_bytes()
         assert written == (tmp_path / "local-rejects" / "events.rejects.csv").read_bytes()

@@ -11,7 +11,15 @@ import pytest
 
 pytest.importorskip("pyspark", reason="Spark training needs pyspark: pip install '.[spark]'")
 
-from recsys.config import ALSConfig, CoPurchaseConfig, NeighboursConfig, PopularityConfig
+from recsys.config import (
+    ALSConfig,
+    CoPurchaseConfig,
+    NeighboursConfig,
+    PopularityConfig,
+    load_config,
+)
+from recsys.ingest import load_events
+from recsys.modeldir import current_path, read_manifest
 from recsys.models.base import FitData, Model
 from recsys.models.copurchase import CoPurchase
 from recsys.models.neighbours import ItemNeighbours
@@ -21,6 +29,8 @@ from recsys.spark import spark_session
 from serving import Recommender
 from tests.models_fixtures import fit_data
 from tests.serving_shop import shop_config, write_shop
+from training import spark_train
+from training.spark_ingest import SparkEventLog
 from training.spark_train import (
     als_spark,
     copurchase_spark,
@@ -189,13 +199,23 @@ def test_a_spark_trained_model_directory_is_served_unchanged(spark: Any, tmp_pat
     assert len(set(found.item_ids)) == 5
 
 
-def test_the_command_trains_the_bundled_sample_on_spark_last(
-    spark: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_the_command_loads_and_trains_the_bundled_sample_on_spark_last(
+    spark: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Last in this module: the command stops the session it gets (the shared one) when done.
     from training.cli import EXIT_OK, main
 
+    # The real Spark loader, counted: the command must read the log with it, not on the driver.
+    loaded: list[SparkEventLog] = []
+    real_loader = spark_train.load_events_spark
+
+    def load_on_spark(*args: Any, **kwargs: Any) -> SparkEventLog:
+        loaded.append(real_loader(*args, **kwargs))
+        return loaded[-1]
+
+    monkeypatch.setattr(spark_train, "load_events_spark", load_on_spark)
     sample = Path(__file__).resolve().parents[1] / "data" / "configs" / "sample.toml"
+    local = load_events(load_config(sample), rejects_dir=tmp_path / "local-rejects").report
     code = main(
         [
             "-q",
@@ -213,4 +233,12 @@ def test_the_command_trains_the_bundled_sample_on_spark_last(
     )
     assert code == EXIT_OK
     assert "published version 000001" in capsys.readouterr().out
+    assert len(loaded) == 1
+    counts = read_manifest(current_path(tmp_path / "models"))["counts"]["events"]
+    assert (counts["rows_read"], counts["accepted"], counts["rejected"]) == (
+        local.rows_read,
+        local.accepted,
+        local.rejected,
+    )
+    assert local.rejected  # the sample has bad rows: the rejected counts are compared by reason
     assert len(Recommender.load(tmp_path / "models").recommend(13047, 5)) == 5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,11 +60,19 @@ class Dataset:
 
 
 def build_dataset(
-    config: Config, *, on_error: str | None = None, rejects_dir: Path | None = None
+    config: Config,
+    *,
+    on_error: str | None = None,
+    rejects_dir: Path | None = None,
+    load: Callable[..., EventLog] | None = None,
 ) -> Dataset:
-    """Load, validate and index the configured logs and build the confidence matrix."""
+    """Load, validate and index the configured logs and build the confidence matrix.
+
+    `load` replaces `recsys.ingest.load_events` (the Spark trainer's loader); it takes the same
+    arguments and returns the same EventLog, rows in file-then-row order.
+    """
     steps = Steps()
-    events = load_events(config, on_error=on_error, rejects_dir=rejects_dir)
+    events = (load or load_events)(config, on_error=on_error, rejects_dir=rejects_dir)
     steps.done("load events")
     catalogue = load_catalogue(config, events.frame, rejects_dir=rejects_dir)
     users_attributes = load_users(config, rejects_dir=rejects_dir)

@@ -21,6 +21,7 @@ from recsys.candidates import ALSCandidates, popular_pool
 from recsys.config import TIERS, Config
 from recsys.errors import GateRefusedError, NotEnoughHistoryError
 from recsys.experiments import experiment_to_dict
+from recsys.ingest import EventLog
 from recsys.jsonable import jsonable
 from recsys.metrics import mean_metrics, ranking_metrics, relevance_codes
 from recsys.modeldir import VersionWriter, clean_stale, current_path, prune, publish, read_manifest
@@ -293,17 +294,18 @@ def train(
     force: bool = False,
     on_error: str | None = None,
     fit: Fitter | None = None,
+    load: Callable[..., EventLog] | None = None,
 ) -> TrainResult:
     """Run the nightly job; publish a new version unless the gate refuses (GateRefusedError).
 
-    `fit` replaces the single-machine fitting (the Spark trainer's); everything else, the
-    holdout evaluation and the gate included, is the same job.
+    `fit` replaces the single-machine fitting and `load` the event loader (the Spark
+    trainer's); everything else, the holdout evaluation and the gate included, is the same job.
     """
     root = Path(out) if out is not None else config.output.models
     steps = Steps()
     with RunLock(root):
         clean_stale(root)
-        dataset = build_dataset(config, on_error=on_error)
+        dataset = build_dataset(config, on_error=on_error, load=load)
         steps.merge(dataset.timings)
         evaluation: Evaluation | None = None
         models: dict[str, Model] | None = None

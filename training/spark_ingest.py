@@ -44,6 +44,7 @@ import pyarrow.csv as pacsv
 from recsys.config import Config, EventsSource
 from recsys.errors import EventsSchemaError, InputFileError, SchemaError
 from recsys.ingest import (
+    EventLog,
     LoadReport,
     _map_and_validate,
     _names,
@@ -60,6 +61,13 @@ if TYPE_CHECKING:
 # Not a whole number and not blank, so normalize_ids reads a column holding it as text.
 _TEXT_MARK = "x"
 _NUMERIC_ARROW = {"int64", "double"}
+# The dtypes of the canonical columns that do not depend on the log (recsys.ingest.EventLog).
+_FIXED_DTYPES = {
+    "event": "int8",
+    "timestamp": "int64",
+    "quantity": "float64",
+    "price": "float64",
+}
 _PARQUET_OK = ("byte", "short", "int", "bigint", "long", "float", "double", "string", "boolean")
 
 
@@ -72,6 +80,9 @@ class SparkEventLog:
     # rejected rows: reason, file, row, then the raw columns (as recsys.ingest.write_rejects).
     rejects: DataFrame
     report: LoadReport
+    # the accepted rows with their place in the log first: __file (index), __row (1-based).
+    positioned: DataFrame
+    timezone: str = "UTC"
 
 
 @dataclass(frozen=True)
@@ -157,7 +168,8 @@ def load_events_spark(
         _raise_strict(validated, rejected, raw_names, src)
     accepted = validated.filter(F.col("__reason") == 0)
     canonical = [c for c in _canonical(src, plan) if c in validated.columns]
-    frame = accepted.select(*canonical)
+    positioned = accepted.select("__file", "__row", *canonical)
+    frame = positioned.drop("__file", "__row")
     _fill_report(report, totals, rejected, config.timezone)
     reason_label = F.element_at(
         F.array(*[F.lit(c) for c in REASON_CODES]), F.col("__reason").cast("int")
@@ -183,7 +195,39 @@ def load_events_spark(
         )
     report.seconds = round(time.perf_counter() - started, 3)
     report.check()
-    return SparkEventLog(frame=frame, rejects=rejects, report=report)
+    return SparkEventLog(
+        frame=frame,
+        rejects=rejects,
+        report=report,
+        positioned=positioned,
+        timezone=config.timezone,
+    )
+
+
+def to_event_log(spark_log: SparkEventLog) -> EventLog:
+    """Collect the accepted rows as `load_events` returns them: file-then-row order, its dtypes.
+
+    The single-machine frame keeps the log's order (UserHistory breaks ties in time by it), so
+    the rows are sorted by their place in the log on Spark and collected in that order.
+    """
+    names = spark_log.frame.columns
+    spark_types = dict(spark_log.frame.dtypes)
+    table = spark_log.positioned.orderBy("__file", "__row").select(*names).toArrow()
+    frame = pd.DataFrame(
+        {name: _local_column(name, table.column(name), spark_types[name]) for name in names}
+    )
+    return EventLog(frame=frame, report=spark_log.report, timezone=spark_log.timezone)
+
+
+def _local_column(name: str, values: pa.ChunkedArray, spark_type: str) -> pd.Series:
+    """One collected column in the dtype recsys.ingest._map_and_validate gives it."""
+    if name in ("user", "item", "session", "category"):
+        if spark_type == "string":
+            return values.to_pandas().astype("str")
+        ids = values.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+        # Session ids stay nullable; the others are plain int64 (recsys.ingest._plain_ids).
+        return ids if name == "session" else ids.fillna(0).astype("int64")
+    return values.to_pandas().astype(_FIXED_DTYPES[name])
 
 
 def _wanted_columns(src: EventsSource) -> tuple[list[str], list[str], list[str]]:

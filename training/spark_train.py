@@ -38,6 +38,7 @@ from recsys.schema import EVENT_TYPES, EventType
 from recsys.spark import spark_session
 from recsys.sparse import topk_per_row
 from training.job import TrainResult, fit_small_models, train
+from training.spark_ingest import load_events_spark, to_event_log
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -282,11 +283,12 @@ def train_spark(
     master: str = "local[*]",
     conf: dict[str, str] | None = None,
 ) -> TrainResult:
-    """Run the nightly job with its models fitted on Spark: same evaluation, gate, directory.
+    """Run the nightly job with its log loaded and models fitted on Spark: same gate, directory.
 
-    The dataset is still built on the driver; the models whose work grows with the log
-    (popularity, neighbours, co-purchase, ALS) are fitted by Spark. A session given is used
-    and left open; otherwise one is started and stopped.
+    The event log is read and validated on Spark and collected in the log's order; the ids,
+    matrices and the catalogue are built on the driver as before. The models whose work grows
+    with the log (popularity, neighbours, co-purchase, ALS) are fitted by Spark. A session
+    given is used and left open; otherwise one is started and stopped.
     """
     session = spark or spark_session(master, conf)
     try:
@@ -296,6 +298,9 @@ def train_spark(
             force=force,
             on_error=on_error,
             fit=lambda data, cfg: fit_models_spark(data, cfg, session),
+            load=lambda config, on_error=None, rejects_dir=None: to_event_log(
+                load_events_spark(config, session, on_error=on_error, rejects_dir=rejects_dir)
+            ),
         )
     finally:
         if spark is None:
