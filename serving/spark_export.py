@@ -75,7 +75,7 @@ def export_spark(
     now: int | None = None,
     partitions: int | None = None,
     spark: SparkSession | None = None,
-    master: str = "local[*]",
+    master: str | None = None,
     conf: Mapping[str, str] | None = None,
 ) -> SparkExportSummary:
     """Write every user's top-n list (or those of `users`) to the Parquet folder `out`.

@@ -214,7 +214,9 @@ def _parser() -> argparse.ArgumentParser:
 def _engine_options(command: argparse.ArgumentParser, what: str) -> None:
     """--engine local|spark, with Spark's --master and --conf."""
     command.add_argument("--engine", choices=["local", "spark"], default="local", help=what)
-    command.add_argument("--master", default="local[*]", help="Spark master (--engine spark)")
+    command.add_argument(
+        "--master", help="Spark master (default: spark-submit's, or local[*] outside it)"
+    )
     command.add_argument(
         "--conf",
         action="append",

@@ -280,7 +280,7 @@ def train_spark(
     force: bool = False,
     on_error: str | None = None,
     spark: SparkSession | None = None,
-    master: str = "local[*]",
+    master: str | None = None,
     conf: dict[str, str] | None = None,
 ) -> TrainResult:
     """Run the nightly job with its log loaded and models fitted on Spark: same gate, directory.
