@@ -144,8 +144,8 @@ class Recommender:
         """
         model = self._model  # one model for the whole call, even if reload() swaps meanwhile
         n = _check_n(n, model.serving.max_n)
-        if user_id is not None:
-            _check_id(user_id, model.users)
+        # Checked before the variant is chosen, so that every visitor's bad id fails alike.
+        checked = None if user_id is None else _check_id(user_id, model.users)
         variant = None
         unit = user_id if user_id is not None else visitor_id
         if model.experiment is not None and unit is not None:
@@ -176,7 +176,7 @@ class Recommender:
             exclude_purchased=exclude_purchased,
             max_per_category=max_per_category,
         ).resolved(cfg)
-        user = -1 if user_id is None else model.users.index_of(_check_id(user_id, model.users))
+        user = -1 if checked is None else model.users.index_of(checked)
         session_ids = list(session_items or ())
         for item in session_ids:
             _check_id(item, model.items)
