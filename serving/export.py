@@ -31,14 +31,14 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from recsys.answer import Columns, answer_columns, check_n
 from recsys.config import TIERS
 from recsys.errors import RecsysError
 from recsys.experiments import assign_many
+from recsys.filters import Filters
+from recsys.reasons import day_words, reason
 from recsys.schema import EventType
-from serving.filters import Filters
-from serving.model import ServedModel
-from serving.reasons import day_words, reason
-from serving.recommender import Columns, _check_n, answer_columns
+from recsys.served import ServedModel
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def recommend_chunk(
     """
     if with_tier and model.portraits is None:
         raise ExportError(f"{model.path}: this model has no portraits; run `recsys train` again")
-    n = _check_n(n, model.serving.max_n)
+    n = check_n(n, model.serving.max_n)
     # A chunk keeps tens of thousands of answers alive until its table is built; the cyclic
     # garbage collector would walk them again and again (about a fifth of the time), and
     # answering creates no reference cycles to collect.
@@ -403,7 +403,7 @@ def export(
     tmp = _writable_temp(out)
     try:
         model = ServedModel.load(Path(models))
-        n = _check_n(n, model.serving.max_n)
+        n = check_n(n, model.serving.max_n)
         phases["load model"] = time.perf_counter() - started
         mark = time.perf_counter()
         ids = export_user_ids(model, users, segment)

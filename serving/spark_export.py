@@ -26,6 +26,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from recsys.answer import check_n
+from recsys.filters import Filters
+from recsys.served import ServedModel
 from recsys.spark import spark_session
 from serving.export import (
     ExportError,
@@ -33,9 +36,6 @@ from serving.export import (
     grouped_order,
     recommend_chunk,
 )
-from serving.filters import Filters
-from serving.model import ServedModel
-from serving.recommender import _check_n
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -87,7 +87,7 @@ def export_spark(
     started = time.perf_counter()
     filters = filters or Filters()
     model = ServedModel.load(Path(models))
-    n = _check_n(n, model.serving.max_n)
+    n = check_n(n, model.serving.max_n)
     local = _local_path(out)
     if local is not None and local.exists():
         raise ExportError(f"{out}: already exists; remove it or choose another output folder")

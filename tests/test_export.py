@@ -11,9 +11,9 @@ import pytest
 
 import serving.export as export_module
 from recsys.errors import ModelDirError
+from recsys.filters import Filters
 from serving import Recommender
 from serving.export import COLUMNS, ExportError, export, recommend_chunk, share_keys
-from serving.filters import Filters
 from tests.serving_shop import DAY, END_DAY, T0, shop_config, write_shop
 from training.job import train
 

@@ -17,9 +17,9 @@ import pytest
 from recsys.blend import SOURCES, Blender, Ranked, Strategies
 from recsys.config import BlendConfig, config_from_dict
 from recsys.models.popularity import PopularityModel
+from recsys.reasons import day_words
 from recsys.schema import EventType as E
 from serving import Recommendation, Recommender
-from serving.reasons import day_words
 from tests.models_fixtures import DAY, T0, fit_data
 from training.job import train
 

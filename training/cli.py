@@ -407,8 +407,8 @@ def _recommend(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from recsys.filters import Filters
     from serving.export import export
-    from serving.filters import Filters
 
     categories = None
     if args.categories:

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from recsys.blend import SOURCES, Ranked
+from recsys.filters import Picker
 from recsys.models.content import ContentModel
 from recsys.models.popularity import PopularityModel
 from recsys.models.repurchase import Due
 from recsys.models.segments import SegmentPopularity
-from serving.filters import Picker
-from serving.model import ServedModel
+from recsys.served import ServedModel
 
 
 @dataclass(frozen=True)
