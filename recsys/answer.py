@@ -11,7 +11,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from recsys.config import TIERS
+from recsys.config import TIERS, VariantConfig
+from recsys.experiments import assign
 from recsys.fallback import Visit, run_chain, run_leads
 from recsys.filters import Filters, Picker, keep_mask
 from recsys.models.repurchase import Due
@@ -74,6 +75,20 @@ def answer(
     return result
 
 
+def variant_of(model: ServedModel, unit: Any) -> tuple[ServedModel, VariantConfig | None]:
+    """The model as a visitor's A/B variant serves it (unit: the user id, else the visitor's);
+    the model itself and None outside an experiment."""
+    if model.experiment is None or unit is None:
+        return model, None
+    if isinstance(unit, float | np.floating):
+        raise ValueError(
+            f"visitor ids must be whole numbers or text, not {unit!r} (17850.0 and "
+            "17850 would land in different variants)"
+        )
+    variant = assign(model.experiment, unit)
+    return model.variants[variant.name], variant
+
+
 def answer_columns(
     model: ServedModel,
     user: int,
@@ -87,6 +102,28 @@ def answer_columns(
     so they agree by construction."""
     picker, visit, due = pick(model, user, user_id, n, filters, now, session)
     return explain_columns(model, visit, picker, due)
+
+
+def new_picker(model: ServedModel, user: int, n: int, filters: Filters) -> Picker:
+    """An empty list for a visitor, with the call's exclusions and filters in place."""
+    excluded: list[int] = []
+    if filters.exclude:
+        found = model.items.index(list(filters.exclude))
+        excluded += found[found >= 0].tolist()
+    if filters.exclude_purchased and user >= 0:
+        excluded += _not_rebought(model, user).tolist()
+    return Picker(
+        n,
+        excluded,
+        keep_mask(
+            model.item_available,
+            model.item_category,
+            _category_codes(model, filters.categories),
+            bool(filters.available_only),
+        ),
+        model.item_category,
+        int(filters.max_per_category or 0),
+    )
 
 
 def pick(
@@ -106,24 +143,7 @@ def pick(
     if user_id is not None and model.segment_users is not None:
         where = model.segment_users.index_of(user_id)
         segment = int(model.segment_codes[where]) if where >= 0 else -1
-    excluded: list[int] = []
-    if filters.exclude:
-        found = model.items.index(list(filters.exclude))
-        excluded += found[found >= 0].tolist()
-    if filters.exclude_purchased and user >= 0:
-        excluded += _not_rebought(model, user).tolist()
-    picker = Picker(
-        n,
-        excluded,
-        keep_mask(
-            model.item_available,
-            model.item_category,
-            _category_codes(model, filters.categories),
-            bool(filters.available_only),
-        ),
-        model.item_category,
-        int(filters.max_per_category or 0),
-    )
+    picker = new_picker(model, user, n, filters)
     tier = int(model.user_tier[user]) if user >= 0 else -1
     favourites = model.user_favourites[user] if user >= 0 else ()
     visit = Visit(

@@ -47,6 +47,25 @@ SOURCES: tuple[str, ...] = (
     REMINDER,
     CATEGORY_REACH,
 ) = range(len(SOURCES))
+# Every part of the blend as its own column for a learned ranker: where two parts share a
+# source (due repurchases and "bought before"; a visit's neighbours and its complements) the
+# ranker sees them apart.
+SLOTS: tuple[str, ...] = (
+    "repurchase_due",
+    "bought_before",
+    "reminder",
+    "complementary",
+    "visit_reminder",
+    "session",
+    "session_complements",
+    "neighbours",
+    "personal",
+    "category_reach",
+    "popular",
+)
+_SLOT = {name: position for position, name in enumerate(SLOTS)}
+# `only` value asking for every part with a weight of 1 (a ranker's candidates and features).
+EVERY_PART = "*"
 _DAY = 86_400.0
 _HOUR = 3_600.0
 # Purchases and carts seed complementary items ("bought X -> needs Y").
@@ -129,6 +148,25 @@ class _Part:
     items: np.ndarray
     scores: np.ndarray
     seeds: np.ndarray
+    slot: int = -1
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Every part's candidates for one visitor, item by item: what a learned ranker reads.
+
+    `parts[i, s]` is item i's score from part SLOTS[s], scaled to a maximum of 1 per part
+    (0: not proposed by it); `sources` and `seeds` name the part that gave most, as in Ranked.
+    """
+
+    items: np.ndarray
+    parts: np.ndarray
+    sources: np.ndarray
+    seeds: np.ndarray
+    due: Due | None = None
+
+    def __len__(self) -> int:
+        return len(self.items)
 
 
 class Blender:
@@ -175,7 +213,7 @@ class Blender:
         `exclude`, and items the user bought that nobody rebuys, are left out. `only` restricts
         the blend to one strategy (for evaluation).
         """
-        if only is not None and only not in SOURCES:
+        if only is not None and only not in SOURCES and only != EVERY_PART:
             raise ValueError(f"unknown strategy {only!r} (expected one of {SOURCES})")
         session = _NO_ITEMS if session is None else np.asarray(session, dtype=np.int64)
         parts, due = self._candidates(user, now, n, session, only)
@@ -184,6 +222,29 @@ class Blender:
         drop = self._excluded(user, exclude, exclude_bought)
         items, scores, sources, seeds = _aggregate(parts, n, drop, keep)
         return Ranked(items, scores, sources, seeds, due)
+
+    def candidates(
+        self,
+        user: int,
+        now: int,
+        n: int,
+        *,
+        session: np.ndarray | None = None,
+        exclude: np.ndarray | None = None,
+        keep: Callable[[np.ndarray], np.ndarray] | None = None,
+        exclude_bought: bool = True,
+    ) -> Candidates:
+        """Every part's candidates for a visitor (each part proposing about n), with each
+        part's scaled score per item: what a learned ranker re-ranks."""
+        session = _NO_ITEMS if session is None else np.asarray(session, dtype=np.int64)
+        parts, due = self._candidates(user, now, n, session, EVERY_PART)
+        if not parts:
+            empty = _empty()
+            return Candidates(
+                empty.items, np.zeros((0, len(SLOTS))), empty.sources, empty.seeds, due
+            )
+        drop = self._excluded(user, exclude, exclude_bought)
+        return _table(parts, drop, keep, due, n)
 
     def _candidates(
         self, user: int, now: int, n: int, session: np.ndarray, only: str | None
@@ -194,12 +255,14 @@ class Blender:
         parts: list[_Part] = []
         due = None
 
+        every = only == EVERY_PART
+
         def wants(source: int) -> bool:
-            return (only is None and self.weights[source] > 0) or only == SOURCES[source]
+            return (only is None and self.weights[source] > 0) or only == SOURCES[source] or every
 
         def wants_own(source: int, weight: float) -> bool:
             # A part with its own weight, under a shared source name.
-            return (only is None and weight > 0) or only == SOURCES[source]
+            return (only is None and weight > 0) or only == SOURCES[source] or every
 
         def add(
             source: int,
@@ -208,6 +271,7 @@ class Blender:
             seeds: np.ndarray | None = None,
             scale: float = 1.0,
             own_weight: float | None = None,
+            slot: str = "",
         ) -> None:
             # Only ALS scores can be negative (a dislike is not a reason): clipped to 0.
             if len(items) == 0:
@@ -219,10 +283,12 @@ class Blender:
                 # own weight.
                 base = self.weights[source] if own_weight is None else own_weight
                 weight = (1.0 if only is not None else base) * scale / top
+                if every:
+                    weight = 1.0 / top
                 if seeds is None:
                     seeds = _no_seeds(len(items))
                 scores = weight * (np.maximum(raw, 0) if source == PERSONAL else raw)
-                parts.append(_Part(source, items, scores, seeds))
+                parts.append(_Part(source, items, scores, seeds, _SLOT[slot or SOURCES[source]]))
 
         # Parts are added in priority order (repurchase, complementary, session, neighbours,
         # personal, popular): where two give an item the same share, the earlier names it.
@@ -230,13 +296,24 @@ class Blender:
             h_items, h_events, h_times = s.history.of(user)
             if s.repurchase is not None and wants(REPURCHASE):
                 due = s.repurchase.due(user, now, max(4 * n, 100))
-                add(REPURCHASE, due.items.astype(np.int64), due.scores, due.items.astype(np.int32))
+                add(
+                    REPURCHASE,
+                    due.items.astype(np.int64),
+                    due.scores,
+                    due.items.astype(np.int32),
+                    slot="repurchase_due",
+                )
             if wants_own(REPURCHASE, cfg.bought_before):
                 bought = h_events == _PURCHASE
                 if bought.any():
                     items, raw = _bought_before(h_items[bought], h_times[bought], now, cfg)
                     add(
-                        REPURCHASE, items, raw, items.astype(np.int32), own_weight=cfg.bought_before
+                        REPURCHASE,
+                        items,
+                        raw,
+                        items.astype(np.int32),
+                        own_weight=cfg.bought_before,
+                        slot="bought_before",
                     )
             if wants(REMINDER):
                 r_items, r_scores = _reminders(
@@ -257,6 +334,7 @@ class Blender:
                 self._steps[first],
                 unique.astype(np.int32),
                 own_weight=cfg.visit_reminder,
+                slot="visit_reminder",
             )
         if len(session) and wants(SESSION):
             seeds = session[::-1][: cfg.recent_items]
@@ -265,7 +343,14 @@ class Blender:
                 add(SESSION, *sum_rows(s.neighbours.similarity_, seeds, steps))
             if s.copurchase is not None:
                 c_items, c_scores, c_seeds = sum_rows(s.copurchase.complements_, seeds, steps)
-                add(SESSION, c_items, c_scores, c_seeds, scale=_SESSION_COMPLEMENTS)
+                add(
+                    SESSION,
+                    c_items,
+                    c_scores,
+                    c_seeds,
+                    scale=_SESSION_COMPLEMENTS,
+                    slot="session_complements",
+                )
         recent, recency = _NO_ITEMS, _ONE[:0]
         if known and (wants(NEIGHBOURS) or wants(CATEGORY_REACH)):
             recent, recency = _recent(h_items, h_times, now, cfg)
@@ -276,7 +361,8 @@ class Blender:
         if self._reach and wants(CATEGORY_REACH) and (len(recent) or len(session)):
             add(CATEGORY_REACH, *self._category_reach(recent, recency, session, n))
         if wants(POPULAR):
-            parts.append(self._popular_part(max(2 * n, 20), 1.0 if only else self.weights[POPULAR]))
+            part = self._popular_part(max(2 * n, 20), 1.0 if only else self.weights[POPULAR])
+            parts.append(part)
         return parts, due
 
     def _personal(
@@ -330,7 +416,9 @@ class Blender:
             items, raw = self.strategies.popularity.top(count)
             top = float(raw.max()) if len(raw) else 0.0
             scores = weight * np.maximum(raw, 0) / top if top > 0 else np.zeros(len(raw))
-            part = _Part(POPULAR, items.astype(np.int64), scores, _no_seeds(len(items)))
+            part = _Part(
+                POPULAR, items.astype(np.int64), scores, _no_seeds(len(items)), _SLOT["popular"]
+            )
             self._popular[(count, weight)] = part
         return part
 
@@ -520,3 +608,41 @@ def _aggregate(
     part_of = np.searchsorted(ends, best, side="right")
     sources = np.array([p.source for p in parts], dtype=np.int8)[part_of]
     return unique[ranked], total[ranked], sources, seeds[best]
+
+
+def _table(
+    parts: list[_Part],
+    drop: np.ndarray,
+    keep: Callable[[np.ndarray], np.ndarray] | None,
+    due: Due | None,
+    depth: int,
+) -> Candidates:
+    """Every distinct candidate with its score per part, filtered, among the `depth` best of
+    at least one part; the best part names it."""
+    items = np.concatenate([p.items for p in parts])
+    scores = np.concatenate([p.scores for p in parts])
+    seeds = np.concatenate([p.seeds for p in parts])
+    slots = np.concatenate([np.full(len(p.items), p.slot, dtype=np.int64) for p in parts])
+    sources = np.concatenate([np.full(len(p.items), p.source, dtype=np.int8) for p in parts])
+    unique, inverse = np.unique(items, return_inverse=True)
+    table = np.zeros((len(unique), len(SLOTS)))
+    np.add.at(table, (inverse, slots), scores)
+    # The part giving an item most names it; parts come in priority order, so a stable sort
+    # breaks ties towards the earlier part, as the blend does.
+    order = np.lexsort((-scores, inverse))
+    starts = np.r_[True, inverse[order][1:] != inverse[order][:-1]]
+    best = order[starts]
+    mask = member_mask(unique, drop, invert=True) if len(drop) else np.ones(len(unique), bool)
+    if keep is not None and len(unique):
+        mask &= keep(unique)
+    if mask.sum() > depth:
+        # A part's long tail adds rows to rank, not answers: keep each part's best `depth`.
+        wanted = np.zeros(len(unique), dtype=bool)
+        for column in table.T:
+            offered = np.flatnonzero(mask & (column > 0))
+            if len(offered) > depth:
+                top = np.argpartition(-column[offered], depth - 1)[:depth]
+                offered = offered[top]
+            wanted[offered] = True
+        mask = wanted
+    return Candidates(unique[mask], table[mask], sources[best][mask], seeds[best][mask], due)

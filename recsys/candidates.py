@@ -97,11 +97,18 @@ class ALSCandidates:
 
     @classmethod
     def build(
-        cls, als: ALSModel, matrix: sp.csr_matrix, pool: np.ndarray, k: int, threads: int = 1
+        cls,
+        als: ALSModel,
+        matrix: sp.csr_matrix,
+        pool: np.ndarray,
+        k: int,
+        threads: int = 1,
+        users: np.ndarray | None = None,
     ) -> ALSCandidates:
         """Search the top-k pool items of every user of `matrix` and of every item, in batch.
 
-        `threads` 0 means one per core.
+        `threads` 0 means one per core; `users` (indices) limits the user lists to those
+        users, the others getting none (an evaluation asks only a sample).
         """
         import faiss
 
@@ -116,7 +123,13 @@ class ALSCandidates:
         # One positive value: the vector is a positive multiple of the item's direction.
         single = per_user == 1
         single[single] = matrix.data[first[single]] > 0
-        own = np.flatnonzero(~single & als.user_factors_.any(axis=1))
+        if users is not None:
+            asked = np.zeros(n_users, dtype=bool)
+            asked[np.asarray(users, dtype=np.int64)] = True
+            single &= asked
+        else:
+            asked = np.ones(n_users, dtype=bool)
+        own = np.flatnonzero(~single & asked & als.user_factors_.any(axis=1))
         user_slot = np.full(n_users, -1 - n_items, dtype=np.int32)
         user_slot[own] = np.arange(len(own), dtype=np.int32)
         user_slot[single] = -1 - matrix.indices[first[single]]

@@ -709,6 +709,52 @@ def _check_unique_names(key: str, names: list[str]) -> None:
 
 
 @dataclass(frozen=True)
+class RankerConfig:
+    """The learned ranking stage: LightGBM LambdaRank over every part's candidates.
+
+    The nightly job trains it on the period before its holdout (labels: what each user did
+    next, conversions above views), scores it there against the hand-weighted blend, and
+    serves it only if it is not worse; the blend serves otherwise.
+    """
+
+    enabled: bool = True
+    # each part of the blend proposes about this many candidates per visitor for re-ranking.
+    candidates: int = 40
+    # the label period before the holdout (days); unset: training.holdout_days.
+    label_days: float | None = None
+    # label periods stacked for training, newest first, each with models fitted before it.
+    periods: int = 2
+    # train on at most this many users of each label period (a seeded sample).
+    max_users: int = 20_000
+    # LightGBM: boosting rounds at most (early stopping on a fifth of the users), leaves per
+    # tree, learning rate, smallest leaf.
+    trees: int = 300
+    leaves: int = 15
+    learning_rate: float = 0.05
+    min_data_in_leaf: int = 20
+    # boosting stops after this many rounds without a better NDCG@20 on the held-out fifth.
+    patience: int = 50
+    # serve the ranker only if the served lists with it are at least this much better than
+    # with the blend (0: not worse).
+    min_gain: float = 0.0
+
+    def __post_init__(self) -> None:
+        _positive("ranker.candidates", self.candidates)
+        if self.label_days is not None:
+            _positive("ranker.label_days", self.label_days)
+        _positive("ranker.max_users", self.max_users)
+        _positive("ranker.periods", self.periods)
+        _positive("ranker.trees", self.trees)
+        if self.leaves < 2:
+            raise ConfigError(f"ranker.leaves must be >= 2 (got {self.leaves})")
+        if not 0 < self.learning_rate <= 1:
+            raise ConfigError(f"ranker.learning_rate must be in (0, 1] (got {self.learning_rate})")
+        _positive("ranker.min_data_in_leaf", self.min_data_in_leaf)
+        _positive("ranker.patience", self.patience)
+        _non_negative("ranker.min_gain", self.min_gain)
+
+
+@dataclass(frozen=True)
 class TrainingConfig:
     """The nightly job: evaluation gate, publication, retention."""
 
@@ -726,9 +772,23 @@ class TrainingConfig:
     keep_versions: int = 5
     # evaluation uses at most this many held-out users (a seeded sample), to bound its time.
     max_eval_users: int = 10_000
+    # the served answers must not lose to any of these baselines on the gate's metric.
+    gate_baselines: tuple[str, ...] = ("popular", "buy_again", "recent_items")
+    # every tier rule (serving.tier_leads) is scored on the holdout with and without it, and
+    # served only where it is not worse; false serves the configured rules unchecked.
+    check_rules: bool = True
+    # a rule is served only if at least this many of its tier's users were scored.
+    rule_min_users: int = 20
 
     def __post_init__(self) -> None:
         _positive("training.holdout_days", self.holdout_days)
+        _positive("training.rule_min_users", self.rule_min_users)
+        gate_baselines = ("popular", "buy_again", "recent_items")
+        if not self.gate_baselines or any(b not in gate_baselines for b in self.gate_baselines):
+            raise ConfigError(
+                f"training.gate_baselines must name some of {list(gate_baselines)} "
+                f"(got {list(self.gate_baselines)})"
+            )
         _positive("training.k", self.k)
         _positive("training.keep_versions", self.keep_versions)
         _positive("training.retrain_iterations", self.retrain_iterations)
@@ -829,6 +889,7 @@ class Config:
     blend: BlendConfig = field(default_factory=BlendConfig)
     portraits: PortraitsConfig = field(default_factory=PortraitsConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
+    ranker: RankerConfig = field(default_factory=RankerConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     output: OutputConfig = field(default_factory=OutputConfig)

@@ -20,6 +20,7 @@ from recsys.models.content import ContentModel
 from recsys.models.popularity import PopularityModel
 from recsys.models.repurchase import Due
 from recsys.models.segments import SegmentPopularity
+from recsys.ranker import features
 from recsys.served import ServedModel
 
 
@@ -66,6 +67,10 @@ def _blend(model: ServedModel, visit: Visit, picker: Picker) -> Ranked | None:
     # refuse its items, so only then does it need to propose more than the gap.
     gap = picker.n - len(picker.items)
     wanted = 3 * picker.n if picker.cap else gap
+    if model.ranker is not None and visit.user >= 0:
+        # The ranker is trained and scored on known users' lists; a visitor the model does not
+        # know is answered by the blend, as evaluated on visits.
+        return _ranked(model, visit, picker, wanted)
     ranked = model.blender.rank(
         visit.user,
         visit.now,
@@ -79,6 +84,42 @@ def _blend(model: ServedModel, visit: Visit, picker: Picker) -> Ranked | None:
     )
     names = _SOURCE_NAMES[ranked.sources]
     picker.offer(ranked.items, ranked.scores, names, ranked.seeds, filtered=True)
+    return ranked
+
+
+def _ranked(model: ServedModel, visit: Visit, picker: Picker, wanted: int) -> Ranked:
+    """The blend's parts' candidates, ordered by the learned ranker."""
+    assert model.ranker is not None and model.facts is not None
+    depth = max(model.ranker_candidates, wanted)
+    found = model.blender.candidates(
+        visit.user,
+        visit.now,
+        depth,
+        session=visit.session,
+        exclude=picker.excluded,
+        keep=picker.keep,
+        exclude_bought=False,
+    )
+    if len(found) == 0:
+        return Ranked(found.items, np.zeros(0), found.sources, found.seeds, found.due)
+    tier = int(model.user_tier[visit.user]) if visit.user >= 0 else -1
+    rows = features(
+        found,
+        model.blender.strategies.history,
+        model.facts,
+        visit.user,
+        tier,
+        visit.now,
+        len(visit.session),
+    )
+    scores = model.ranker.predict(rows)
+    # Best first; ties by item index, so that every process orders them alike.
+    order = np.lexsort((found.items, -scores))[:wanted]
+    ranked = Ranked(found.items[order], scores[order], found.sources[order], found.seeds[order],
+                    found.due)  # fmt: skip
+    picker.offer(
+        ranked.items, ranked.scores, _SOURCE_NAMES[ranked.sources], ranked.seeds, filtered=True
+    )
     return ranked
 
 

@@ -136,6 +136,12 @@ class VersionWriter:
         self._path(file_name).write_text(text, encoding="utf-8")
         self._files.append(file_name)
 
+    def add_text(self, name: str, text: str) -> None:
+        """Store text another library reads in its own format (e.g. a LightGBM model) as `name`."""
+        file_name = self._new_file(name)
+        self._path(file_name).write_text(text, encoding="utf-8")
+        self._files.append(file_name)
+
     def add_file(self, name: str, source: Path) -> None:
         """Copy a file another library wrote (e.g. a faiss index) into the version as `name`."""
         file_name = self._new_file(name)
@@ -378,6 +384,89 @@ class VerifiedVersion:
             return pq.read_table(pa.BufferReader(pa.py_buffer(self._blobs[file_name])))
         except (OSError, pa.ArrowException) as exc:
             raise ModelDirError(f"{path}: cannot be read as a table ({exc}); {_CORRUPT}") from None
+
+    def text(self, file_name: str) -> str:
+        """The text of a listed file (e.g. 'ranker.txt'), checked like every other."""
+        path = self.path / file_name
+        if file_name not in self._blobs:
+            raise ModelDirError(f"{path}: not listed in {MANIFEST}; {_CORRUPT}")
+        try:
+            return self._blobs[file_name].tobytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ModelDirError(f"{path}: is not UTF-8 text ({exc}); {_CORRUPT}") from None
+
+
+class VersionContent:
+    """A model version in memory: the arrays, tables and texts a VersionWriter would write.
+
+    The trainer builds one, then writes it (`write`) or hands it straight to serving's loader
+    (evaluation scores a model exactly as it would be published, without a round trip to disk).
+    It answers `has`, `arrays`, `table` and `text` as a VerifiedVersion does.
+    """
+
+    def __init__(self, name: str = "in-memory") -> None:
+        self.path = Path(name)
+        self._arrays: dict[str, dict[str, np.ndarray]] = {}
+        self._tables: dict[str, pa.Table] = {}
+        self._texts: dict[str, str] = {}
+        self.fields: dict[str, Any] = {}
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """The manifest as serving reads it: the trainer's fields and the files listed."""
+        files = [*(f"{n}.npz" for n in self._arrays), *(f"{n}.parquet" for n in self._tables)]
+        return {
+            "format_version": FORMAT_VERSION,
+            "version": self.path.name,
+            "created": _utc_now(),
+            **self.fields,
+            "files": {name: {} for name in [*files, *self._texts]},
+        }
+
+    def add_arrays(self, name: str, arrays: Mapping[str, np.ndarray]) -> None:
+        """Hold named arrays, as `{name}.npz` would."""
+        self._arrays[name] = {key: np.asarray(value) for key, value in arrays.items()}
+
+    def add_table(self, name: str, table: pa.Table) -> None:
+        """Hold a table, as `{name}.parquet` would."""
+        self._tables[name] = table
+
+    def add_text(self, name: str, text: str) -> None:
+        """Hold a text file by its full name."""
+        self._texts[name] = text
+
+    def has(self, file_name: str) -> bool:
+        """Whether the version holds this file (e.g. 'als.npz')."""
+        return file_name in self.manifest["files"]
+
+    def arrays(self, name: str) -> dict[str, np.ndarray]:
+        """The arrays of `{name}.npz`."""
+        if name not in self._arrays:
+            raise ModelDirError(f"{self.path}: holds no {name}.npz")
+        return self._arrays[name]
+
+    def table(self, name: str) -> pa.Table:
+        """The table of `{name}.parquet`."""
+        if name not in self._tables:
+            raise ModelDirError(f"{self.path}: holds no {name}.parquet")
+        return self._tables[name]
+
+    def text(self, file_name: str) -> str:
+        """The text of a file added with add_text."""
+        if file_name not in self._texts:
+            raise ModelDirError(f"{self.path}: holds no {file_name}")
+        return self._texts[file_name]
+
+    def write(self, root: Path) -> Path:
+        """Write every file and the manifest as a new version under `root`; return its folder."""
+        with VersionWriter(root) as writer:
+            for name, arrays in self._arrays.items():
+                writer.add_arrays(name, arrays)
+            for name, table in self._tables.items():
+                writer.add_table(name, table)
+            for name, text in self._texts.items():
+                writer.add_text(name, text)
+            return writer.commit(self.fields)
 
 
 def _checked_path(version_dir: Path, file_name: str, entry: dict[str, Any]) -> Path:

@@ -25,7 +25,7 @@ from recsys.experiments import (
 )
 from recsys.history import UserHistory
 from recsys.ids import IdMap
-from recsys.modeldir import VerifiedVersion, current_path
+from recsys.modeldir import VerifiedVersion, VersionContent, current_path
 from recsys.models.als import ALSModel
 from recsys.models.base import Model
 from recsys.models.content import ContentModel
@@ -34,8 +34,11 @@ from recsys.models.neighbours import ItemNeighbours
 from recsys.models.popularity import PopularityModel
 from recsys.models.repurchase import RepurchaseModel
 from recsys.models.segments import SegmentPopularity
+from recsys.ranker import ItemFacts, LearnedRanker
 
 log = logging.getLogger(__name__)
+# What a model is built from: a version verified on disk, or one the trainer holds in memory.
+VersionFiles = VerifiedVersion | VersionContent
 
 # Blend settings a model trained before they existed is served with: what that trainer's
 # lists did (no reminders, a visit's steps decaying by 0.85), not today's defaults.
@@ -82,6 +85,12 @@ class ServedModel:
     data_end: int
     created: float
     serving: ServingConfig
+    # the learned ranking stage (None: the hand-weighted blend orders the lists) and the item
+    # facts its features read.
+    ranker: LearnedRanker | None = None
+    facts: ItemFacts | None = None
+    # how many candidates each part proposes for the ranker.
+    ranker_candidates: int = 40
     # The running A/B experiment (None: none) and, per variant name, this model as that
     # variant serves it (its blend weights and serving settings; the arrays are shared).
     experiment: ExperimentConfig | None = None
@@ -95,8 +104,22 @@ class ServedModel:
             raise ModelDirError(f"{path}: no such model directory; run `recsys train` first")
         version_dir = path if (path / "manifest.json").exists() else current_path(path)
         started = time.perf_counter()
+        model = cls.from_files(VerifiedVersion.read(version_dir))
+        log.info(
+            "loaded model %s (%d users, %d items) in %.2fs",
+            model.version,
+            len(model.users),
+            len(model.items),
+            time.perf_counter() - started,
+        )
+        return model
+
+    @classmethod
+    def from_files(cls, files: VersionFiles) -> ServedModel:
+        """Build the model from a version's files: verified from disk, or the trainer's own
+        in memory (evaluation scores a model exactly as serving would load it)."""
         _one_thread_per_call()
-        files = VerifiedVersion.read(version_dir)
+        version_dir = files.path
         manifest = files.manifest
         users = IdMap.from_table(files.table("users"), name="user")
         items = IdMap.from_table(files.table("items"), name="item")
@@ -143,7 +166,20 @@ class ServedModel:
             segment_codes = table.column("segment").to_numpy().astype(np.int32)
             labels = files.table("segments").column("label").to_pylist()
         codes = files.arrays("portrait_codes") if files.has("portrait_codes.npz") else {}
-        rank = models["popularity"].rank_  # type: ignore[attr-defined]
+        popularity = models["popularity"]
+        assert isinstance(popularity, PopularityModel)
+        rank = popularity.rank_
+        ranker = None
+        if files.has("ranker.txt"):
+            ranker = LearnedRanker.from_text(files.text("ranker.txt"), str(version_dir))
+        facts = ItemFacts.of(
+            rank,
+            popularity.trending_,
+            popularity.trending_scores_,
+            attributes["price"],
+            attributes["first_seen"],
+            attributes["category"],
+        )
         created = dt.datetime.fromisoformat(manifest["created"].replace("Z", "+00:00"))
         model = cls(
             version=version_dir.name,
@@ -167,19 +203,29 @@ class ServedModel:
             data_end=int(manifest["data_end"]),
             created=created.timestamp(),
             serving=serving,
+            ranker=ranker,
+            facts=facts,
+            ranker_candidates=int(
+                (manifest.get("config") or {}).get("ranker", {}).get("candidates", 40)
+            ),
         )
         experiments = experiments_from_manifest(
             manifest.get("experiments") or [], blend_config, serving
         )
-        model = model.with_experiment(active_experiment(experiments))
-        log.info(
-            "loaded model %s (%d users, %d items) in %.2fs",
-            model.version,
-            len(users),
-            len(items),
-            time.perf_counter() - started,
-        )
-        return model
+        return model.with_experiment(active_experiment(experiments))
+
+    def with_blend(self, config: BlendConfig) -> ServedModel:
+        """This model with other blend weights (its experiment's variants rebuilt over them)."""
+        changed = dataclasses.replace(self, blender=Blender(self.blender.strategies, config))
+        return changed.with_experiment(self.experiment)
+
+    def with_ranker(self, ranker: LearnedRanker | None) -> ServedModel:
+        """This model with another ranker (None: the blend orders the lists)."""
+        return dataclasses.replace(self, ranker=ranker).with_experiment(self.experiment)
+
+    def with_serving(self, serving: ServingConfig) -> ServedModel:
+        """This model with other serving settings (its experiment's variants rebuilt over them)."""
+        return dataclasses.replace(self, serving=serving).with_experiment(self.experiment)
 
     def with_experiment(self, experiment: ExperimentConfig | None) -> ServedModel:
         """This model running `experiment` (None: none), with a view of itself per variant."""

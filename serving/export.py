@@ -323,7 +323,8 @@ def sharing(
     dates = np.full(len(users), -1, dtype=np.int64)
     found = Sharing(keys, kinds, dates)
     known = np.flatnonzero(users >= 0)
-    if len(known) == 0:
+    if len(known) == 0 or model.ranker is not None:
+        # The learned ranker reads how long ago each event was: one-item users' lists differ.
         return found
     history = model.blender.strategies.history
     rows = users[known]

@@ -17,9 +17,10 @@ from recsys.answer import (
     answer,
     check_n,
     explain,
+    variant_of,
 )
 from recsys.config import ExperimentConfig, VariantConfig, check_experiments
-from recsys.experiments import active_experiment, assign
+from recsys.experiments import active_experiment
 from recsys.filters import Filters, Picker
 from recsys.ids import IdMap
 from recsys.served import ServedModel
@@ -125,19 +126,10 @@ class Recommender:
         n = check_n(n, model.serving.max_n)
         # Checked before the variant is chosen, so that every visitor's bad id fails alike.
         checked = None if user_id is None else _check_id(user_id, model.users)
-        variant = None
-        unit = user_id if user_id is not None else visitor_id
-        if model.experiment is not None and unit is not None:
-            if isinstance(unit, float | np.floating):
-                raise ValueError(
-                    f"visitor ids must be whole numbers or text, not {unit!r} (17850.0 and "
-                    "17850 would land in different variants)"
-                )
-            variant = assign(model.experiment, unit)
-            model = model.variants[variant.name]
-            # A variant's n caps the list: it never asks for more than the page has room for.
-            if variant.n is not None:
-                n = min(n, variant.n)
+        model, variant = variant_of(model, user_id if user_id is not None else visitor_id)
+        # A variant's n caps the list: it never asks for more than the page has room for.
+        if variant is not None and variant.n is not None:
+            n = min(n, variant.n)
         cfg = model.serving
         clock = model.now() if now is None else int(now)
         # Exposures are joined with the shop's own event times: stamped by the wall clock

@@ -94,6 +94,8 @@ def shop_config(folder: Path, **overrides: Any) -> Config:
             },
         },
         "users": {"path": "users.csv", "user": "id"},
+        # the blend's own lists: tests of the learned ranker turn it on.
+        "ranker": {"enabled": False},
         "models": {
             "als": {"factors": 8, "iterations": 5},
             "repurchase": {"one_off_min_buyers": 3, "min_intervals": 2},

@@ -59,9 +59,13 @@ def _config(tmp_path: Path, **overrides: Any) -> Config:
         "events": events,
         "seed": 11,
         "models": {"als": {"factors": 8, "iterations": 4}, "neighbours": {"k": 10}},
+        "ranker": {"enabled": False},
+        # these tests are of publishing; the gate's baselines have tests of their own below.
+        "training": {"gate_baselines": ["popular"]},
         "output": {"models": str(tmp_path / "models"), "rejects": str(tmp_path / "rejects")},
     }
-    data.update(overrides)
+    training = {**data["training"], **overrides.pop("training", {})}
+    data.update(overrides, training=training)
     return config_from_dict(data, base_dir=tmp_path)
 
 
@@ -141,7 +145,7 @@ def test_force_publishes_a_refused_model_and_says_so_in_the_manifest(tmp_path: P
     assert manifest["gate"]["message"].startswith("gate overridden by --force")
 
 
-def test_the_gate_refuses_a_model_below_the_popularity_baseline() -> None:
+def test_the_gate_refuses_a_model_whose_served_answers_lose_to_the_best_baseline() -> None:
     config = config_from_dict(
         {"events": {"path": "x.csv", "columns": {"user": "u", "item": "i", "timestamp": "t"}}}
     )
@@ -149,15 +153,55 @@ def test_the_gate_refuses_a_model_below_the_popularity_baseline() -> None:
         cut=0,
         k=20,
         users={"conversion": 10},
-        metrics={"conversion": {"blend": {"ndcg": 0.10}, "popular": {"ndcg": 0.12}}},
+        metrics={
+            "conversion": {
+                "engine": {"ndcg": 0.20},
+                "popular": {"ndcg": 0.12},
+                "buy_again": {"ndcg": 0.25},
+                "recent_items": {"ndcg": 0.18},
+            }
+        },
         gate_target="conversion",
     )
     decision = decide(evaluation, None, config, force=False)
-    assert not decision.passed
+    assert not decision.passed and decision.baseline_name == "buy_again"
     assert decision.message == (
-        "gate refused on conversion targets: ndcg@20 0.1000 is below the popularity baseline 0.1200"
+        "gate refused on conversion targets: ndcg@20 0.2000 of the answers as served is below "
+        "the buy_again baseline's 0.2500"
     )
     assert decide(evaluation, None, config, force=True).passed
+    only_popular = _replace_training(config, gate_baselines=("popular",))
+    assert decide(evaluation, None, only_popular, force=False).message == (
+        "gate passed on conversion targets: ndcg@20 0.2000 as served >= the best baseline "
+        "(popular) 0.1200"
+    )
+
+
+def test_a_shop_of_staples_refuses_the_blend_alone_and_publishes_the_learned_ranker(
+    tmp_path: Path,
+) -> None:
+    # Customers rebuy three staples every ten days: "buy again" is nearly perfect, and the
+    # hand-weighted blend (0.57) is far from it. The gate refuses what the blend serves ...
+    blend_only = _config(
+        tmp_path, training={"gate_baselines": ["popular", "buy_again", "recent_items"]}
+    )
+    with pytest.raises(GateRefusedError, match="below the buy_again baseline"):
+        train(blend_only)
+    # ... and the learned ranker, trained on the weeks before the holdout, learns to put the
+    # staples first: it is served, and scored as served.
+    ranked = _config(tmp_path, ranker={"enabled": True})
+    result = train(ranked)
+    assert result.evaluation is not None and result.evaluation.ranker["served"]
+    metrics = result.evaluation.metrics["conversion"]
+    assert metrics["engine"]["ndcg"] > 0.95 > 0.6 > metrics["blend"]["ndcg"]
+    manifest = verify(current_path(tmp_path / "models"))
+    assert "ranker.txt" in manifest["files"]
+
+
+def _replace_training(config: Config, **changes: Any) -> Config:
+    import dataclasses
+
+    return dataclasses.replace(config, training=dataclasses.replace(config.training, **changes))
 
 
 def test_only_the_last_k_versions_are_kept(tmp_path: Path) -> None:
@@ -236,6 +280,10 @@ session = "order"
 [models.als]
 factors = 8
 iterations = 4
+[ranker]
+enabled = false
+[training]
+gate_baselines = ["popular"]
 [output]
 models = "models"
 rejects = "rejects"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from recsys.answer import variant_of
 from recsys.baselines import (
     Baseline,
     BuyAgain,
@@ -56,15 +57,16 @@ from recsys.models.base import FitData
 from recsys.models.popularity import PopularityModel
 from recsys.portraits import portraits_of
 from recsys.schema import EventType
+from recsys.served import ServedModel
 from recsys.split import TimeSplit, cut_sessions, time_split
-from training.dataset import Dataset, build_dataset, fit_data, subset
-from training.job import blender, fit_models
+from training.dataset import Dataset, build_dataset, subset
+from training.job import Evaluation as JobEvaluation
+from training.job import nightly_model
+from training.scoring import Ranker, served_ranker
 from training.steps import Steps
 
 log = logging.getLogger(__name__)
 
-# A ranker answers (user index or -1, n, visit item indices or None, now) -> item indices.
-Ranker = Callable[[int, int, np.ndarray | None, int], np.ndarray]
 
 TARGETS: dict[str, tuple[str, tuple[int, ...]]] = {
     "conversion": ("add-to-cart and purchase events", (EventType.CART, EventType.PURCHASE)),
@@ -93,14 +95,25 @@ _NO_VISIT: np.ndarray | None = None
 
 @dataclass
 class Engine:
-    """One configuration's engine, fitted on the training split."""
+    """One configuration's engine, fitted on the training split.
+
+    `served` is the model as serving would load it had this fit been published: the engine's
+    lists are its answers, through the same function as Recommender.recommend.
+    """
 
     name: str
     config: Config
     train: Dataset
     data: FitData
-    blend: Blender
+    served: ServedModel
     seconds: float
+    # the nightly job's own evaluation before the cut: its rule checks and ranker choice.
+    nightly: JobEvaluation | None = None
+
+    @property
+    def blend(self) -> Blender:
+        """The served model's blend (its parts are scored alone, beside the engine)."""
+        return self.served.blender
 
 
 @dataclass
@@ -203,7 +216,8 @@ def evaluate(
         "group of known and cold users, a seeded sample)",
         "every strategy is fitted on the events before the cut only; nothing after it is seen",
         "the engine's weights are its configured defaults; they were not tuned on this holdout",
-        "serving's tier rules (serving.tier_leads) are not part of the engine's lists here",
+        "the engine's lists are what Recommender.recommend serves at the cut: tier leads, "
+        "fallback chain and serving filters included",
     ]
     return {
         "title": config.source.stem if config.source is not None else "evaluation",
@@ -229,6 +243,8 @@ def evaluate(
         "headline": headline,
         "timings": dict(steps.timings),
         "notes": notes,
+        # the nightly job's own evaluation before the cut: which tier rules and ranker it kept.
+        "nightly": dataclasses.asdict(main.nightly) if main.nightly is not None else None,
     }
 
 
@@ -317,14 +333,17 @@ def _name(config: Config, position: int) -> str:
 
 
 def fit_engine(name: str, config: Config, dataset: Dataset, split: TimeSplit) -> Engine:
-    """Fit one configuration's models on the training split."""
-    train = subset(dataset, split.train, config)
-    data = fit_data(train, config)
+    """The engine the nightly job would have published at the cut, from the events before it:
+    its tier rules checked and its ranker chosen on the holdout before the cut, as every
+    night, then refitted on every event before the cut."""
     start = time.perf_counter()
-    models = fit_models(data, config)
+    before = subset(dataset, split.train, config)
+    served, nightly, train, data, _models = nightly_model(before, config, Steps())
     seconds = time.perf_counter() - start
     log.info("%s fitted on %s events in %.1fs", name, f"{len(split.train):,}", seconds)
-    return Engine(name, config, train, data, blender(models, data, config), seconds)
+    if nightly is not None:
+        log.info("%s: its own nightly evaluation before the cut:\n%s", name, nightly.format())
+    return Engine(name, config, train, data, served, seconds, nightly)
 
 
 def _popularity(engine: Engine) -> PopularityModel:
@@ -340,7 +359,7 @@ def _strategies(
     labels: dict[str, str] = {}
     seconds: dict[str, float] = {}
     for engine in engines:
-        rankers[engine.name] = _engine_ranker(engine.blend, None)
+        rankers[engine.name] = served_ranker(engine.served)
         kinds[engine.name] = "engine"
         path = engine.config.source
         # The configuration names the engine: its [blend] weights are the shop's own.
@@ -349,7 +368,7 @@ def _strategies(
     main = engines[0]
     for source in _available_parts(main.blend):
         name = f"only:{source}"
-        rankers[name] = _engine_ranker(main.blend, source)
+        rankers[name] = _part_ranker(main.blend, source)
         kinds[name], labels[name] = "strategy", f"{source} alone"
         seconds[name] = main.seconds
     data = main.data
@@ -401,15 +420,15 @@ def _available_parts(blend: Blender) -> list[str]:
     return [name for name in SOURCES if name != SOURCES[POPULAR] and present.get(name)]
 
 
-def _engine_ranker(blend: Blender, only: str | None) -> Ranker:
-    def rank(user: int, n: int, visit: np.ndarray | None, now: int) -> np.ndarray:
+def _part_ranker(blend: Blender, only: str) -> Ranker:
+    def rank(user: int, user_id: Any, n: int, visit: np.ndarray | None, now: int) -> np.ndarray:
         return blend.rank(user, now, n, session=visit, only=only).items
 
     return rank
 
 
 def _baseline_ranker(baseline: Baseline) -> Ranker:
-    def rank(user: int, n: int, visit: np.ndarray | None, now: int) -> np.ndarray:
+    def rank(user: int, user_id: Any, n: int, visit: np.ndarray | None, now: int) -> np.ndarray:
         return baseline.rank(user, n, visit)
 
     return rank
@@ -423,6 +442,7 @@ class Requests:
     """Who is asked, with what visit and when, and what each then did (by target)."""
 
     users: np.ndarray  # user index, -1 for cold users
+    user_ids: list[Any]  # the shop's user id, None for an anonymous visit
     visits: list[np.ndarray | None]
     now: np.ndarray
     relevant: dict[str, list[np.ndarray]]  # target -> per request, item codes
@@ -445,6 +465,10 @@ def global_requests(
 
     known_users = np.unique(users[interest & (users >= 0)])
     known_users = _sample(known_users, options.max_users, rng)
+    known_ids = train.users.ids[known_users].tolist()
+    shown = _shown(engine.served, known_ids)
+    known_users = known_users[shown]
+    known_ids = [user_id for user_id, keep in zip(known_ids, shown, strict=True) if keep]
     if len(known_users) == 0:
         raise NotEnoughHistoryError(
             "no user of the held-out period has events before the cut: nothing to evaluate "
@@ -468,6 +492,12 @@ def global_requests(
         first_session = session == np.maximum.accumulate(np.where(user_start, session, 0))
     cold_ids = np.unique(cold_codes[~first_session])
     cold_ids = _sample(cold_ids, options.max_users, rng)
+    cold_user_ids = cold["user"].to_numpy()
+    first_row = np.searchsorted(cold_codes, cold_ids) if len(cold_ids) else cold_ids
+    raw_cold_ids = cold_user_ids[first_row].tolist() if len(cold_ids) else []
+    shown = _shown(engine.served, raw_cold_ids)
+    cold_ids = cold_ids[shown]
+    raw_cold_ids = [user_id for user_id, keep in zip(raw_cold_ids, shown, strict=True) if keep]
 
     n_known = len(known_users)
     visits: list[np.ndarray | None] = [_NO_VISIT] * n_known
@@ -510,11 +540,23 @@ def global_requests(
     group_rows, group_labels = _groups(engine, known_users, n_known, n_requests, options, split)
     return Requests(
         users=request_users,
+        user_ids=[*known_ids, *raw_cold_ids],
         visits=visits,
         now=np.asarray(now, dtype=np.int64),
         relevant=relevant,
         group_rows=group_rows,
         group_labels=group_labels,
+    )
+
+
+def _shown(model: ServedModel, user_ids: list[Any]) -> np.ndarray:
+    """Which users are shown a list at all: an A/B holdout variant's users are not, so there
+    is nothing of theirs to score."""
+    if model.experiment is None:
+        return np.ones(len(user_ids), dtype=bool)
+    return np.array(
+        [not variant_of(model, user_id)[1].holdout for user_id in user_ids],  # type: ignore[union-attr]
+        dtype=bool,
     )
 
 
@@ -583,6 +625,7 @@ def _score(
     lists = {name: np.full((n, k), -1, dtype=np.int64) for name in rankers}
     latency = {name: np.zeros(n) for name in rankers}
     users, visits, now = requests.users.tolist(), requests.visits, requests.now.tolist()
+    ids = requests.user_ids
     clock = time.perf_counter
     # One BLAS thread for the library baselines' per-call folding, set once for every call.
     with (
@@ -594,7 +637,7 @@ def _score(
             out, spent = lists[name], latency[name]
             for row in range(n):
                 start = clock()
-                found = rank(users[row], k, visits[row], now[row])
+                found = rank(users[row], ids[row], k, visits[row], now[row])
                 spent[row] = clock() - start
                 found = found[:k]
                 out[row, : len(found)] = found
@@ -732,6 +775,7 @@ def session_requests(
         visits.append(seen[seen >= 0])
     requests = Requests(
         users=np.full(len(targets), -1),
+        user_ids=[None] * len(targets),
         visits=visits,
         now=times[targets - 1].astype(np.int64),
         relevant={"next": [items[row : row + 1] for row in targets.tolist()]},

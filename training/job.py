@@ -12,19 +12,27 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from recsys import __version__
-from recsys.baselines import BuyAgain
+from recsys.baselines import Baseline, BuyAgain, MostPopular, RecentItems
 from recsys.blend import SOURCES, Blender, Strategies
 from recsys.candidates import ALSCandidates, popular_pool
-from recsys.config import TIERS, Config
+from recsys.config import TIERS, Config, ServingConfig
 from recsys.errors import GateRefusedError, NotEnoughHistoryError
 from recsys.experiments import experiment_to_dict
 from recsys.ingest import EventLog
 from recsys.jsonable import jsonable
 from recsys.metrics import mean_metrics, ranking_metrics, relevance_codes
-from recsys.modeldir import VersionWriter, clean_stale, current_path, prune, publish, read_manifest
+from recsys.modeldir import (
+    VersionContent,
+    clean_stale,
+    current_path,
+    prune,
+    publish,
+    read_manifest,
+)
 from recsys.models.als import ALSModel
 from recsys.models.base import FitData, Model
 from recsys.models.content import ContentModel
@@ -34,10 +42,14 @@ from recsys.models.popularity import PopularityModel
 from recsys.models.repurchase import RepurchaseModel
 from recsys.models.segments import SegmentPopularity
 from recsys.portraits import Portraits, portraits_of
+from recsys.ranker import LearnedRanker
 from recsys.schema import EventType
+from recsys.served import ServedModel
 from recsys.split import time_split
 from training.dataset import Dataset, build_dataset, fit_data, subset, user_segments
 from training.lock import RunLock
+from training.ranking import RankerFit, fit_ranker
+from training.scoring import per_user, served_lists
 from training.steps import Steps
 
 log = logging.getLogger(__name__)
@@ -47,23 +59,49 @@ TARGETS: dict[str, tuple[int, ...]] = {
     "conversion": (EventType.CART, EventType.PURCHASE),
     "all": (EventType.VIEW, EventType.CART, EventType.FAVOURITE, EventType.PURCHASE),
 }
-# What the evaluation compares: the blend against the popularity (the gate's baseline) and the
-# personal "buy again" baselines.
-STRATEGIES = ("blend", "popular", "buy_again")
+# The baselines the served engine must not lose to: most popular, the user's own purchases
+# again, and (for browse logs) the user's own recent items.
+GATE_BASELINES = ("popular", "buy_again", "recent_items")
+# What the evaluation compares: the engine as served, the hand-weighted blend alone, baselines.
+STRATEGIES = ("engine", "blend", *GATE_BASELINES)
+
+
+@dataclass
+class RuleCheck:
+    """One tier rule (a lead strategy's share of a tier's lists), with and without it."""
+
+    tier: str
+    lead: str
+    share: float
+    users: int
+    # the gate's metric on that tier's held-out users, with the rule and without it.
+    with_rule: float
+    without_rule: float
+    kept: bool
+    note: str
 
 
 @dataclass
 class Evaluation:
-    """Metrics on the held-out period: metrics[target][strategy][metric] (at k)."""
+    """Metrics on the held-out period: metrics[target][strategy][metric] (at k).
+
+    "engine" is what Recommender.recommend serves (tier leads, chain, filters, ranker);
+    "blend" the hand-weighted blend alone.
+    """
 
     cut: int
     k: int
     users: dict[str, int]
     metrics: dict[str, dict[str, dict[str, float]]]
     gate_target: str
-    # the blend's metrics by the users' portrait tier at the cut: by_tier[target][tier][metric]
+    # the engine's metrics by the users' portrait tier at the cut: by_tier[target][tier][metric]
     by_tier: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     tier_users: dict[str, dict[str, int]] = field(default_factory=dict)
+    # each tier rule's check on the gate's target, and the tier leads kept for serving.
+    rules: list[RuleCheck] = field(default_factory=list)
+    tier_leads: dict[str, dict[str, float]] = field(default_factory=dict)
+    # the learned ranker's check against the blend (empty: no ranker trained).
+    ranker: dict[str, Any] = field(default_factory=dict)
 
     def gate_value(self, strategy: str, metric: str) -> float:
         """The gate's metric for a strategy on the gate's target."""
@@ -72,17 +110,28 @@ class Evaluation:
     def format(self) -> str:
         """Return the metrics as a text table."""
         lines = [f"holdout evaluation (k={self.k}; users per target: {self.users})"]
-        lines.append(f"  {'target':<11}{'strategy':<10}" + "".join(f"{m:>10}" for m in _SHOWN))
+        lines.append(f"  {'target':<11}{'strategy':<13}" + "".join(f"{m:>10}" for m in _SHOWN))
         for target, by_strategy in self.metrics.items():
             for strategy, values in by_strategy.items():
                 cells = "".join(f"{values[m]:>10.4f}" for m in _SHOWN)
-                lines.append(f"  {target:<11}{strategy:<10}{cells}")
+                lines.append(f"  {target:<11}{strategy:<13}{cells}")
         for target, by_tier in self.by_tier.items():
-            lines.append(f"  blend on {target} targets by portrait tier (users):")
+            lines.append(f"  engine on {target} targets by portrait tier (users):")
             for tier, values in by_tier.items():
                 cells = "".join(f"{values[m]:>10.4f}" for m in _SHOWN)
                 users = self.tier_users[target][tier]
                 lines.append(f"    {tier:<11}{users:>7,} {cells}")
+        if self.ranker:
+            lines.append(f"  {self.ranker['message']}")
+        if self.rules:
+            lines.append(f"  tier rules on {self.gate_target} targets (ndcg@{self.k}):")
+            for rule in self.rules:
+                word = "kept" if rule.kept else "off"
+                lines.append(
+                    f"    {rule.tier:<11}{rule.lead:<21}{rule.share:>5.0%} {rule.users:>6,} users"
+                    f"  with {rule.with_rule:.4f}  without {rule.without_rule:.4f}  {word}"
+                    + (f" ({rule.note})" if rule.note else "")
+                )
         return "\n".join(lines)
 
 
@@ -102,6 +151,8 @@ class GateDecision:
     message: str
     target: str | None = None
     holdout_days: float | None = None
+    # the baseline compared with: the best of training.gate_baselines on the gate's target.
+    baseline_name: str | None = None
 
 
 @dataclass
@@ -160,10 +211,45 @@ def blender(models: dict[str, Model], data: FitData, config: Config) -> Blender:
 Fitter = Callable[[FitData, Config], dict[str, Model]]
 
 
+def served_model(
+    config: Config,
+    dataset: Dataset,
+    data: FitData,
+    models: dict[str, Model],
+    users: np.ndarray | None = None,
+    serving: ServingConfig | None = None,
+    ranker: LearnedRanker | None = None,
+) -> ServedModel:
+    """The model serving would load had these fitted models been published (in memory).
+
+    `users` limits the stored ALS candidates to the users that will be asked; `serving`
+    replaces the configured serving settings.
+    """
+    portraits = portraits_of(data, config.portraits)
+    content = version_content(
+        config, dataset, data, models, portraits, candidate_users=users, serving=serving,
+        ranker=ranker,
+    )  # fmt: skip
+    return ServedModel.from_files(content)
+
+
+@dataclass
+class _Asked:
+    """The held-out users of one target: indices, ids and what they converted on."""
+
+    users: np.ndarray
+    ids: list[Any]
+    relevant: list[np.ndarray]
+
+
 def evaluate_holdout(
     dataset: Dataset, config: Config, steps: Steps, fit: Fitter | None = None
-) -> tuple[Evaluation, dict[str, Model], Dataset, FitData]:
-    """Fit on all but the last holdout_days, evaluate the blend and popularity on what followed."""
+) -> tuple[Evaluation, dict[str, Model], Dataset, FitData, LearnedRanker | None]:
+    """Fit on all but the last holdout_days; score what serving would answer on what followed.
+
+    The tier rules are checked first (each on its tier's users, with and without it), and the
+    engine is scored with the rules that earned their place: `Evaluation.tier_leads`.
+    """
     cfg = config.training
     split = time_split(dataset.events.frame, cfg.holdout_days)
     train = subset(dataset, split.train, config)
@@ -171,20 +257,82 @@ def evaluate_holdout(
     steps.done("split")
     models = (fit or fit_models)(train_data, config)
     steps.done("fit on train split")
-    blend = blender(models, train_data, config)
-    buy_again = BuyAgain(train_data.history, blend.strategies.popularity)
-    # Tiers as the portraits stood at the cut, to break the blend's metrics down by them.
-    tier_of = portraits_of(train_data, config.portraits, now=split.cut).tier_codes
+    asked = _held_out_users(train, split.test, config)
+    everyone = np.unique(np.concatenate([a.users for a in asked.values()] or [np.zeros(0)]))
+    served = served_model(config, train, train_data, models, users=everyone.astype(np.int64))
+    gate_target = "conversion" if "conversion" in asked else "all"
+    ranker_check: dict[str, Any] = {}
+    if config.ranker.enabled and gate_target in asked:
+        trained = fit_ranker(dataset, config, split.cut, fit or fit_models, served_model)
+        steps.done("ranker")
+        if trained is not None:
+            served, ranker_check = _choose_ranker(served, trained, asked[gate_target], split.cut,
+                                                  config)  # fmt: skip
+            log.info("%s", ranker_check["message"])
+    rules: list[RuleCheck] = []
+    if cfg.check_rules and gate_target in asked:
+        served, rules = check_rules(served, asked[gate_target], split.cut, config)
+    steps.done("check tier rules")
+    baselines: dict[str, Baseline] = {
+        "popular": MostPopular(served.blender.strategies.popularity),
+        "buy_again": BuyAgain(train_data.history, served.blender.strategies.popularity),
+        "recent_items": RecentItems(train_data.history),
+    }
+    n_items = len(train.items)
+    metrics: dict[str, dict[str, dict[str, float]]] = {}
+    counts: dict[str, int] = {}
     by_tier: dict[str, dict[str, dict[str, float]]] = {}
     tier_users: dict[str, dict[str, int]] = {}
+    for target, who in asked.items():
+        counts[target] = len(who.users)
+        metrics[target] = {}
+        for strategy in STRATEGIES:
+            if strategy == "engine":
+                lists = served_lists(served, who.users, who.ids, cfg.k, split.cut)
+            else:
+                lists = np.full((len(who.users), cfg.k), -1, dtype=np.int64)
+                for row, user in enumerate(who.users.tolist()):
+                    if strategy == "blend":
+                        found = served.blender.rank(user, split.cut, cfg.k).items
+                    else:
+                        found = baselines[strategy].rank(user, cfg.k)
+                    lists[row, : len(found)] = found
+            values = ranking_metrics(lists, who.relevant, n_items, cfg.k)
+            metrics[target][strategy] = mean_metrics(values)
+            if strategy == "engine":
+                tiers = served.user_tier[who.users]
+                by_tier[target], tier_users[target] = {}, {}
+                for code in np.unique(tiers).tolist():
+                    mask = tiers == code
+                    name = TIERS[code] if code >= 0 else "none"
+                    by_tier[target][name] = mean_metrics(
+                        {metric: v[mask] for metric, v in values.items()}
+                    )
+                    tier_users[target][name] = int(mask.sum())
+    steps.done("evaluate")
+    evaluation = Evaluation(
+        cut=split.cut,
+        k=cfg.k,
+        users=counts,
+        metrics=metrics,
+        gate_target=gate_target,
+        by_tier=by_tier,
+        tier_users=tier_users,
+        rules=rules,
+        tier_leads=served.serving.tier_leads,
+        ranker=ranker_check,
+    )
+    return evaluation, models, train, train_data, served.ranker
 
-    test = split.test
+
+def _held_out_users(train: Dataset, test: pd.DataFrame, config: Config) -> dict[str, _Asked]:
+    """Per target, the known users who did something of it after the cut (a seeded sample)."""
+    cfg = config.training
     users = train.users.index(test["user"].to_numpy())
     items = relevance_codes(train.items.index(test["item"].to_numpy()), test["item"].to_numpy())
     events = test["event"].to_numpy()
     rng = np.random.default_rng(config.seed)
-    metrics: dict[str, dict[str, dict[str, float]]] = {}
-    counts: dict[str, int] = {}
+    asked: dict[str, _Asked] = {}
     for target, kinds in TARGETS.items():
         mask = np.isin(events, kinds) & (users >= 0)
         if not mask.any():
@@ -197,46 +345,90 @@ def evaluate_holdout(
             pick = np.sort(rng.choice(len(eval_users), cfg.max_eval_users, replace=False))
             eval_users = eval_users[pick]
             relevant = [relevant[i] for i in pick]
-        counts[target] = len(eval_users)
-        metrics[target] = {}
-        for strategy in STRATEGIES:
-            only = None if strategy == "blend" else strategy
-            lists = np.full((len(eval_users), cfg.k), -1, dtype=np.int64)
-            for row, user in enumerate(eval_users):
-                if strategy == "buy_again":
-                    found = buy_again.rank(int(user), cfg.k)
-                else:
-                    found = blend.rank(int(user), split.cut, cfg.k, only=only).items
-                lists[row, : len(found)] = found
-            per_user = ranking_metrics(lists, relevant, len(train.items), cfg.k)
-            metrics[target][strategy] = mean_metrics(per_user)
-            if strategy == "blend":
-                tiers = tier_of[eval_users]
-                by_tier[target], tier_users[target] = {}, {}
-                for code in np.unique(tiers).tolist():
-                    mask = tiers == code
-                    by_tier[target][TIERS[code]] = mean_metrics(
-                        {name: values[mask] for name, values in per_user.items()}
-                    )
-                    tier_users[target][TIERS[code]] = int(mask.sum())
-    steps.done("evaluate")
-    gate_target = "conversion" if "conversion" in metrics else "all"
-    evaluation = Evaluation(
-        cut=split.cut,
-        k=cfg.k,
-        users=counts,
-        metrics=metrics,
-        gate_target=gate_target,
-        by_tier=by_tier,
-        tier_users=tier_users,
+        eval_users = eval_users.astype(np.int64)
+        asked[target] = _Asked(eval_users, train.users.ids[eval_users].tolist(), relevant)
+    return asked
+
+
+def _choose_ranker(
+    served: ServedModel, trained: RankerFit, asked: _Asked, now: int, config: Config
+) -> tuple[ServedModel, dict[str, Any]]:
+    """Serve the ranker only if the served lists with it are not worse than with the blend."""
+    cfg = config.training
+    n_items = len(served.items)
+    scores = {}
+    for name, ranker in (("ranker", trained.ranker), ("blend", None)):
+        lists = served_lists(served.with_ranker(ranker), asked.users, asked.ids, cfg.k, now)
+        scores[name] = float(np.nanmean(per_user(lists, asked.relevant, n_items, cfg.k,
+                                                 cfg.gate_metric)))  # fmt: skip
+    chosen = scores["ranker"] >= scores["blend"] * (1 + config.ranker.min_gain)
+    metric = f"{cfg.gate_metric}@{cfg.k}"
+    word = "serves" if chosen else "not served: the blend serves"
+    message = (
+        f"learned ranker ({trained.ranker.trees} trees, trained on {trained.users:,} users) "
+        f"{word}: {metric} {scores['ranker']:.4f} with it, {scores['blend']:.4f} with the blend"
     )
-    return evaluation, models, train, train_data
+    check = {
+        "served": chosen,
+        "trees": trained.ranker.trees,
+        "users": trained.users,
+        "rows": trained.rows,
+        "positives": trained.positives,
+        "seconds": trained.seconds,
+        "metric": metric,
+        "with_ranker": scores["ranker"],
+        "with_blend": scores["blend"],
+        "message": message,
+    }
+    return served.with_ranker(trained.ranker if chosen else None), check
+
+
+def check_rules(
+    served: ServedModel, asked: _Asked, now: int, config: Config
+) -> tuple[ServedModel, list[RuleCheck]]:
+    """Score each tier rule on its tier's users with and without it; keep it only if the lists
+    with it are not worse (and enough users were scored). Returns the model serving the kept
+    rules, and every check."""
+    cfg = config.training
+    tiers = served.user_tier[asked.users]
+    n_items = len(served.items)
+    leads = {tier: dict(rules) for tier, rules in served.serving.tier_leads.items() if rules}
+    checks: list[RuleCheck] = []
+    for tier, rules in list(leads.items()):
+        code = TIERS.index(tier)
+        rows = np.flatnonzero(tiers == code)
+        users = asked.users[rows]
+        ids = [asked.ids[r] for r in rows.tolist()]
+        relevant = [asked.relevant[r] for r in rows.tolist()]
+        for lead, share in list(rules.items()):
+            without = {**leads, tier: {k: v for k, v in leads[tier].items() if k != lead}}
+            scores = []
+            for option in (leads, without):
+                lists = served_lists(
+                    served.with_serving(_with_leads(served.serving, option)), users, ids, cfg.k, now
+                )
+                values = per_user(lists, relevant, n_items, cfg.k, cfg.gate_metric)
+                scores.append(float(np.nanmean(values)) if len(values) else float("nan"))
+            enough = len(rows) >= cfg.rule_min_users
+            kept = enough and scores[0] >= scores[1]
+            if not kept:
+                leads = without
+            note = "" if enough else f"under {cfg.rule_min_users} users to score it on"
+            checks.append(RuleCheck(tier, lead, share, len(rows), scores[0], scores[1], kept, note))
+    final = {tier: rules for tier, rules in leads.items() if rules}
+    final |= {tier: {} for tier in served.serving.tier_leads if tier not in final}
+    return served.with_serving(_with_leads(served.serving, final)), checks
+
+
+def _with_leads(serving: ServingConfig, leads: dict[str, dict[str, float]]) -> ServingConfig:
+    return dataclasses.replace(serving, tier_leads={t: dict(r) for t, r in leads.items()})
 
 
 def decide(
     evaluation: Evaluation | None, previous: float | None, config: Config, force: bool
 ) -> GateDecision:
-    """Pass the model unless it is below popularity or too far below the published model."""
+    """Pass the model unless its served answers lose to a baseline or fall too far below the
+    published model's."""
     cfg = config.training
     metric = f"{cfg.gate_metric}@{cfg.k}"
     if evaluation is None or not evaluation.metrics:
@@ -249,11 +441,17 @@ def decide(
             previous=previous,
             message="no held-out users with history in the training period: gate skipped",
         )
-    value = evaluation.gate_value("blend", cfg.gate_metric)
-    baseline = evaluation.gate_value("popular", cfg.gate_metric)
+    value = evaluation.gate_value("engine", cfg.gate_metric)
+    scored = evaluation.metrics[evaluation.gate_target]
+    named = [b for b in cfg.gate_baselines if b in scored]
+    best = max(named, key=lambda b: scored[b][cfg.gate_metric])
+    baseline = scored[best][cfg.gate_metric]
     reasons = []
     if value < baseline:
-        reasons.append(f"{metric} {value:.4f} is below the popularity baseline {baseline:.4f}")
+        reasons.append(
+            f"{metric} {value:.4f} of the answers as served is below the {best} baseline's "
+            f"{baseline:.4f}"
+        )
     floor = None if previous is None else previous * (1 - cfg.tolerance)
     if floor is not None and value < floor:
         reasons.append(
@@ -264,13 +462,15 @@ def decide(
     if reasons and not force:
         message = f"gate refused on {target} targets: " + "; ".join(reasons)
         return GateDecision(
-            False, False, metric, value, baseline, previous, message, target, cfg.holdout_days
-        )
+            False, False, metric, value, baseline, previous, message, target, cfg.holdout_days,
+            best,
+        )  # fmt: skip
     if reasons:
         message = "gate overridden by --force: " + "; ".join(reasons)
     else:
         message = (
-            f"gate passed on {target} targets: {metric} {value:.4f} >= baseline {baseline:.4f}"
+            f"gate passed on {target} targets: {metric} {value:.4f} as served >= the best "
+            f"baseline ({best}) {baseline:.4f}"
         )
         if previous is not None:
             message += f" and within {cfg.tolerance:.0%} of the published {previous:.4f}"
@@ -284,6 +484,7 @@ def decide(
         message,
         target,
         cfg.holdout_days,
+        best,
     )
 
 
@@ -311,8 +512,9 @@ def train(
         models: dict[str, Model] | None = None
         train_set: Dataset | None = None
         train_data: FitData | None = None
+        ranker: LearnedRanker | None = None
         try:
-            evaluation, models, train_set, train_data = evaluate_holdout(
+            evaluation, models, train_set, train_data, ranker = evaluate_holdout(
                 dataset, config, steps, fit
             )
         except NotEnoughHistoryError as exc:
@@ -326,22 +528,17 @@ def train(
                 f"{root}: {gate.message}; the published model stays current "
                 "(pass --force to publish anyway)"
             )
-        if config.training.retrain_on_all or models is None:
-            published, data = dataset, fit_data(dataset, config)
-            if fit is not None:
-                models = fit(data, config)
-            else:
-                warm = _warm_start(models, train_set, dataset)
-                models = fit_models(data, config, als_warm_start=warm)
-            steps.done("fit on all events")
-        else:
-            # The evaluated models are published as they are, with their own id maps.
-            assert train_set is not None and train_data is not None
-            published, data = train_set, train_data
+        published, data, models = final_models(
+            dataset, config, models, train_set, train_data, steps, fit
+        )
         portraits = portraits_of(data, config.portraits)
         steps.done("portraits")
         log.info("%s", portraits.format_summary())
-        path = _write(root, config, published, data, models, portraits, evaluation, gate, steps)
+        serving = served_settings(config, evaluation)
+        path = _write(
+            root, config, published, data, models, portraits, evaluation, gate, steps, serving,
+            ranker,
+        )  # fmt: skip
         publish(root, path.name)
         deleted = prune(root, config.training.keep_versions)
         if deleted:
@@ -357,6 +554,57 @@ def train(
         dataset=dataset,
         portraits=portraits,
     )
+
+
+def final_models(
+    dataset: Dataset,
+    config: Config,
+    models: dict[str, Model] | None,
+    train_set: Dataset | None,
+    train_data: FitData | None,
+    steps: Steps,
+    fit: Fitter | None = None,
+) -> tuple[Dataset, FitData, dict[str, Model]]:
+    """The models to publish after the holdout evaluation: refitted on every event (ALS warm
+    started from the evaluation's fit), or the evaluated ones as they are."""
+    if config.training.retrain_on_all or models is None or train_set is None:
+        data = fit_data(dataset, config)
+        if fit is not None:
+            models = fit(data, config)
+        else:
+            warm = _warm_start(models, train_set, dataset)
+            models = fit_models(data, config, als_warm_start=warm)
+        steps.done("fit on all events")
+        return dataset, data, models
+    # The evaluated models are published as they are, with their own id maps.
+    assert train_data is not None
+    return train_set, train_data, models
+
+
+def served_settings(config: Config, evaluation: Evaluation | None) -> ServingConfig:
+    """The serving settings to publish: the tier rules that earned their place."""
+    if evaluation is not None and evaluation.rules:
+        return _with_leads(config.serving, evaluation.tier_leads)
+    return config.serving
+
+
+def nightly_model(
+    dataset: Dataset, config: Config, steps: Steps, users: np.ndarray | None = None
+) -> tuple[ServedModel, Evaluation | None, Dataset, FitData, dict[str, Model]]:
+    """What the nightly job would publish from this dataset, in memory, its evaluation (rules
+    checked and ranker chosen on its own holdout; the gate is not applied), what the published
+    models index, and the fitted models."""
+    evaluation, models, train_set, train_data, ranker = None, None, None, None, None
+    try:
+        evaluation, models, train_set, train_data, ranker = evaluate_holdout(dataset, config, steps)
+    except NotEnoughHistoryError as exc:
+        log.warning("holdout evaluation skipped: %s", exc)
+    published, data, models = final_models(dataset, config, models, train_set, train_data, steps)
+    served = served_model(
+        config, published, data, models, users=users,
+        serving=served_settings(config, evaluation), ranker=ranker,
+    )  # fmt: skip
+    return served, evaluation, published, data, models
 
 
 def _warm_start(
@@ -390,6 +638,104 @@ def _published_metric(root: Path, config: Config, target: str | None) -> float |
     return None
 
 
+def version_content(
+    config: Config,
+    dataset: Dataset,
+    data: FitData,
+    models: dict[str, Model],
+    portraits: Portraits,
+    steps: Steps | None = None,
+    candidate_users: np.ndarray | None = None,
+    serving: ServingConfig | None = None,
+    ranker: LearnedRanker | None = None,
+) -> VersionContent:
+    """Everything a model version holds, in memory: what `_write` publishes and what the
+    evaluation hands to serving's loader, so both serve the same model.
+
+    `candidate_users` limits the stored ALS candidates to those users (an evaluation asks a
+    sample); None stores them for everyone.
+    """
+    content = VersionContent()
+    content.add_table("users", dataset.users.to_table())
+    content.add_table("items", dataset.items.to_table())
+    content.add_arrays("history", dataset.history.arrays())
+    content.add_arrays(
+        "item_attributes",
+        {
+            "category": data.item_category,
+            "brand": data.item_brand,
+            "price": data.item_price,
+            "available": data.item_available,
+            "first_seen": data.item_first_seen,
+        },
+    )
+    categories = data.extra.get("category_ids")
+    if categories is not None and len(categories):
+        content.add_table("categories", pa.table({"id": pa.array(list(categories))}))
+    segment_users, segment_codes, labels = user_segments(dataset, config)
+    if len(labels):
+        ids = pa.array(
+            segment_users, type=pa.int64() if dataset.users.dtype == "int64" else pa.string()
+        )
+        content.add_table("user_segments", pa.table({"id": ids, "segment": segment_codes}))
+        content.add_table("segments", pa.table({"label": pa.array(list(labels), pa.string())}))
+    for name, model in models.items():
+        content.add_arrays(name, model.arrays())
+    content.add_arrays("portrait_codes", portraits.arrays())
+    ids = dataset.users.to_table().column("id")
+    content.add_table(
+        "portraits",
+        pa.Table.from_pandas(portraits.frame, preserve_index=False).add_column(0, "id", ids),
+    )
+    if steps is not None:
+        steps.done("write")
+    als, popularity = models.get("als"), models["popularity"]
+    if isinstance(als, ALSModel) and isinstance(popularity, PopularityModel):
+        # Serving reads every user's ALS candidates instead of searching them per call.
+        candidates = ALSCandidates.build(
+            als,
+            data.matrix,
+            popular_pool(popularity, config.blend.personal_pool),
+            config.blend.personal_candidates,
+            threads=config.models.als.threads,
+            users=candidate_users,
+        )
+        content.add_arrays("als_candidates", candidates.arrays())
+        if steps is not None:
+            steps.done("ALS candidates")
+    if ranker is not None:
+        # LightGBM's own text format; its sha256 goes into the manifest like every file's.
+        content.add_text("ranker.txt", ranker.to_text())
+    content.fields = {
+        "engine_version": __version__,
+        "config": config.to_dict(),
+        "config_hash": config.hash(),
+        "seed": config.seed,
+        "counts": {
+            "events": dataset.events.report.to_dict(),
+            "items": dataset.catalogue.report.to_dict() if dataset.catalogue else None,
+            "users": (
+                dataset.users_attributes.report.to_dict() if dataset.users_attributes else None
+            ),
+            "matrix": dataset.matrix_summary.to_dict(),
+            "n_users": len(dataset.users),
+            "n_items": len(dataset.items),
+        },
+        "data_end": data.now,
+        "timezone": config.timezone,
+        "models": {
+            # segment popularity shares the popularity settings
+            name: dataclasses.asdict(getattr(config.models, name, config.models.popularity))
+            for name in models
+        },
+        "serving": dataclasses.asdict(serving or config.serving),
+        "experiments": [experiment_to_dict(e) for e in config.experiments],
+        "blend": dataclasses.asdict(config.blend) | {"sources": list(SOURCES)},
+    }
+    content.fields = jsonable(content.fields)
+    return content
+
+
 def _write(
     root: Path,
     config: Config,
@@ -400,84 +746,22 @@ def _write(
     evaluation: Evaluation | None,
     gate: GateDecision,
     steps: Steps,
+    serving: ServingConfig | None = None,
+    ranker: LearnedRanker | None = None,
 ) -> Path:
-    with VersionWriter(root) as writer:
-        writer.add_table("users", dataset.users.to_table())
-        writer.add_table("items", dataset.items.to_table())
-        writer.add_arrays("history", dataset.history.arrays())
-        writer.add_arrays(
-            "item_attributes",
-            {
-                "category": data.item_category,
-                "brand": data.item_brand,
-                "price": data.item_price,
-                "available": data.item_available,
-                "first_seen": data.item_first_seen,
-            },
-        )
-        categories = data.extra.get("category_ids")
-        if categories is not None and len(categories):
-            writer.add_table("categories", pa.table({"id": pa.array(list(categories))}))
-        segment_users, segment_codes, labels = user_segments(dataset, config)
-        if len(labels):
-            ids = pa.array(
-                segment_users, type=pa.int64() if dataset.users.dtype == "int64" else pa.string()
-            )
-            writer.add_table("user_segments", pa.table({"id": ids, "segment": segment_codes}))
-            writer.add_table("segments", pa.table({"label": pa.array(list(labels), pa.string())}))
-        for name, model in models.items():
-            writer.add_arrays(name, model.arrays())
-        writer.add_arrays("portrait_codes", portraits.arrays())
-        ids = dataset.users.to_table().column("id")
-        writer.add_table(
-            "portraits",
-            pa.Table.from_pandas(portraits.frame, preserve_index=False).add_column(0, "id", ids),
-        )
-        steps.done("write")
-        als, popularity = models.get("als"), models["popularity"]
-        if isinstance(als, ALSModel) and isinstance(popularity, PopularityModel):
-            # Serving reads every user's ALS candidates instead of searching them per call.
-            candidates = ALSCandidates.build(
-                als,
-                data.matrix,
-                popular_pool(popularity, config.blend.personal_pool),
-                config.blend.personal_candidates,
-                threads=config.models.als.threads,
-            )
-            writer.add_arrays("als_candidates", candidates.arrays())
-            steps.done("ALS candidates")
-        manifest = {
-            "engine_version": __version__,
-            "config": config.to_dict(),
-            "config_hash": config.hash(),
-            "seed": config.seed,
+    content = version_content(
+        config, dataset, data, models, portraits, steps, serving=serving, ranker=ranker
+    )
+    content.fields |= jsonable(
+        {
             "inputs": _inputs(config),
-            "counts": {
-                "events": dataset.events.report.to_dict(),
-                "items": dataset.catalogue.report.to_dict() if dataset.catalogue else None,
-                "users": (
-                    dataset.users_attributes.report.to_dict() if dataset.users_attributes else None
-                ),
-                "matrix": dataset.matrix_summary.to_dict(),
-                "n_users": len(dataset.users),
-                "n_items": len(dataset.items),
-            },
-            "data_end": data.now,
-            "timezone": config.timezone,
-            "models": {
-                # segment popularity shares the popularity settings
-                name: dataclasses.asdict(getattr(config.models, name, config.models.popularity))
-                for name in models
-            },
-            "serving": dataclasses.asdict(config.serving),
-            "experiments": [experiment_to_dict(e) for e in config.experiments],
-            "blend": dataclasses.asdict(config.blend) | {"sources": list(SOURCES)},
             "metrics": dataclasses.asdict(evaluation) if evaluation else None,
             "gate": dataclasses.asdict(gate),
             "forced": gate.forced,
             "timings": dict(steps.timings),
         }
-        return writer.commit(jsonable(manifest))
+    )
+    return content.write(root)
 
 
 def _inputs(config: Config) -> list[dict[str, Any]]:

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from recsys.blend import Blender
 from recsys.config import BlendConfig, Config
 from recsys.metrics import mean_metrics, ranking_metrics
 from training.dataset import build_dataset
@@ -33,6 +32,7 @@ from training.evaluate import (
     options_for,
     session_requests,
 )
+from training.scoring import served_ranker
 
 log = logging.getLogger(__name__)
 
@@ -244,16 +244,20 @@ def _score(
     target: str,
     metric: str,
 ) -> float:
-    """The mean of one metric at k=20 for the given request rows under other weights."""
-    blend = Blender(engine.blend.strategies, blend_config)
+    """The mean of one metric at k=20 for the given request rows under other weights, scored on
+    the lists serving gives with them (tier rules, chain and filters included; the learned
+    ranker left out, since the blend it re-ranks is what is tuned and what serves without it)."""
+    served = engine.served.with_ranker(None).with_blend(blend_config)
+    rank = served_ranker(served)
     lists = np.full((len(rows), HEADLINE_K), -1, dtype=np.int64)
     for out, row in enumerate(rows.tolist()):
-        found = blend.rank(
+        found = rank(
             int(requests.users[row]),
-            int(requests.now[row]),
+            requests.user_ids[row],
             HEADLINE_K,
-            session=requests.visits[row],
-        ).items
+            requests.visits[row],
+            int(requests.now[row]),
+        )
         lists[out, : len(found)] = found
     truth: Sequence[np.ndarray] = [requests.relevant[target][row] for row in rows.tolist()]
     values = ranking_metrics(lists, truth, engine.data.n_items, HEADLINE_K)

@@ -1,0 +1,277 @@
+"""The learned ranking stage: every part's candidates re-ranked by a LightGBM LambdaRank model.
+
+The blend proposes candidates from every part (repurchase, buy again, reminders, neighbours,
+co-purchase, ALS, visit, popularity); `features` describes each candidate by what each part
+gave it and by facts of the item, the user and the pair (times bought, days since, cycle, last
+event on it, category share, price against the user's usual, popularity, trend, tier); the
+ranker orders them. The model is saved in LightGBM's own text format (never a pickle), with the
+feature names it was trained on, which serving checks before using it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from recsys.blend import SLOTS, Candidates
+from recsys.config import RankerConfig
+from recsys.errors import ModelDirError, NotFittedError
+from recsys.history import UserHistory
+from recsys.schema import EventType
+
+_DAY = 86_400.0
+# Facts beyond the parts' scores, in column order after SLOTS.
+FACTS: tuple[str, ...] = (
+    "popularity_rank",
+    "trend",
+    "price",
+    "price_vs_usual",
+    "item_age_days",
+    "category_share",
+    "times_bought",
+    "days_since_bought",
+    "days_since_touched",
+    "last_event",
+    "views",
+    "cycle_days",
+    "due_ratio",
+    "known",
+    "history_events",
+    "purchases",
+    "days_since_active",
+    "tier",
+    "visit_items",
+)
+FEATURES: tuple[str, ...] = tuple(f"part_{name}" for name in SLOTS) + FACTS
+_PURCHASE, _VIEW = int(EventType.PURCHASE), int(EventType.VIEW)
+# What the pair facts read of a long history: its most recent events (a heavy user's
+# thousands of events must not make the tail of serving's latency).
+HISTORY_TAIL = 500
+
+
+@dataclass(frozen=True)
+class ItemFacts:
+    """Per item index: what the features say of an item, computed once per model."""
+
+    popularity_rank: np.ndarray  # log1p of the popularity rank (0: most popular)
+    trend: np.ndarray  # trending score scaled to a maximum of 1 (0: not trending)
+    price: np.ndarray  # NaN: unknown
+    first_seen: np.ndarray  # Unix seconds
+    category: np.ndarray  # code, -1: none
+
+    @classmethod
+    def of(
+        cls,
+        rank: np.ndarray,
+        trending: np.ndarray,
+        trending_scores: np.ndarray,
+        price: np.ndarray,
+        first_seen: np.ndarray,
+        category: np.ndarray,
+    ) -> ItemFacts:
+        """Build the facts from the popularity model's arrays and the item attributes."""
+        trend = np.zeros(len(rank), dtype=np.float64)
+        if len(trending) and float(np.max(trending_scores)) > 0:
+            trend[np.asarray(trending, dtype=np.int64)] = trending_scores / np.max(trending_scores)
+        return cls(
+            popularity_rank=np.log1p(np.asarray(rank, dtype=np.float64)),
+            trend=trend,
+            price=np.asarray(price, dtype=np.float64),
+            first_seen=np.asarray(first_seen, dtype=np.int64),
+            category=np.asarray(category, dtype=np.int64),
+        )
+
+
+def features(
+    candidates: Candidates,
+    history: UserHistory,
+    facts: ItemFacts,
+    user: int,
+    tier: int,
+    now: int,
+    visit_items: int,
+) -> np.ndarray:
+    """The feature rows (candidates x FEATURES, float32) of one visitor's candidates."""
+    items = candidates.items.astype(np.int64)
+    n = len(items)
+    out = np.full((n, len(FEATURES)), np.nan, dtype=np.float32)
+    if n == 0:
+        return out
+    slots = len(SLOTS)
+    out[:, :slots] = candidates.parts
+    column = {name: slots + position for position, name in enumerate(FACTS)}
+    out[:, column["popularity_rank"]] = facts.popularity_rank[items]
+    out[:, column["trend"]] = facts.trend[items]
+    price = facts.price[items]
+    out[:, column["price"]] = np.log1p(np.maximum(price, 0))
+    out[:, column["item_age_days"]] = (now - facts.first_seen[items]) / _DAY
+    out[:, column["tier"]] = tier
+    out[:, column["visit_items"]] = visit_items
+    known = 0 <= user < history.n_users
+    out[:, column["known"]] = float(known)
+    h_items, h_events, h_times = history.of(user) if known else (np.zeros(0, np.int32),) * 3
+    out[:, column["history_events"]] = np.log1p(len(h_items))
+    if len(h_items) > HISTORY_TAIL:
+        h_items, h_events, h_times = (
+            h_items[-HISTORY_TAIL:],
+            h_events[-HISTORY_TAIL:],
+            h_times[-HISTORY_TAIL:],
+        )
+    bought = h_events == _PURCHASE
+    out[:, column["purchases"]] = int(bought.sum())
+    out[:, column["days_since_active"]] = (now - h_times[-1]) / _DAY if len(h_times) else np.nan
+    out[:, column["times_bought"]] = 0
+    out[:, column["views"]] = 0
+    out[:, column["category_share"]] = 0
+    out[:, column["last_event"]] = -1
+    if len(h_items):
+        # Each history event's row among the (sorted) candidates, -1 when not a candidate.
+        where = np.searchsorted(items, h_items)
+        where = np.minimum(where, n - 1)
+        row = np.where(items[where] == h_items, where, -1)
+        hit = row >= 0
+        rows, events, times = row[hit], h_events[hit], h_times[hit]
+        buys = events == _PURCHASE
+        out[:, column["times_bought"]] = np.bincount(rows[buys], minlength=n)
+        out[:, column["views"]] = np.bincount(rows[events == _VIEW], minlength=n)
+        last_buy = np.full(n, -1, dtype=np.int64)
+        np.maximum.at(last_buy, rows[buys], times[buys])
+        last_touch = np.full(n, -1, dtype=np.int64)
+        np.maximum.at(last_touch, rows, times)
+        out[:, column["days_since_bought"]] = np.where(
+            last_buy >= 0, (now - last_buy) / _DAY, np.nan
+        )
+        out[:, column["days_since_touched"]] = np.where(
+            last_touch >= 0, (now - last_touch) / _DAY, np.nan
+        )
+        # Histories are oldest first: the last write per row is its latest event.
+        last_event = np.full(n, -1, dtype=np.int64)
+        last_event[rows] = events
+        out[:, column["last_event"]] = last_event
+        categories = facts.category[h_items]
+        counts = np.bincount(categories[categories >= 0], minlength=1)
+        mine = facts.category[items]
+        in_range = (mine >= 0) & (mine < len(counts))
+        share = np.zeros(n)
+        share[in_range] = counts[mine[in_range]] / len(h_items)
+        out[:, column["category_share"]] = share
+        paid = h_items[bought]
+        prices = facts.price[paid]
+        usual = float(np.nanmedian(prices)) if np.isfinite(prices).any() else np.nan
+        if usual > 0:
+            out[:, column["price_vs_usual"]] = np.log(np.maximum(price, 1e-9) / usual)
+    due = candidates.due
+    if due is not None and len(due):
+        where = np.searchsorted(items, due.items)
+        where = np.minimum(where, n - 1)
+        found = items[where] == due.items
+        rows = where[found]
+        cycles = np.asarray(due.cycle_days, dtype=np.float64)[found]
+        since = np.asarray(due.days_since, dtype=np.float64)[found]
+        out[rows, column["cycle_days"]] = cycles
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[rows, column["due_ratio"]] = np.where(cycles > 0, since / cycles, np.nan)
+    return out
+
+
+class LearnedRanker:
+    """A LightGBM LambdaRank model over FEATURES: `fit` on labelled candidate lists, `predict`
+    one visitor's candidates; saved as LightGBM's text model."""
+
+    def __init__(self, config: RankerConfig | None = None, seed: int = 0) -> None:
+        self.config = config or RankerConfig()
+        self.seed = seed
+        self.booster_: Any = None
+        self.best_iteration_: int = 0
+
+    def fit(
+        self,
+        x: np.ndarray,
+        labels: np.ndarray,
+        groups: np.ndarray,
+        valid: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+        threads: int = 0,
+    ) -> LearnedRanker:
+        """Learn from candidate rows grouped by visitor (`groups`: rows per visitor, in order).
+
+        `valid` (rows, labels, groups) stops the boosting once NDCG@20 there stops improving.
+        """
+        import lightgbm as lgb
+
+        cfg = self.config
+        params = {
+            "objective": "lambdarank",
+            "metric": "ndcg",
+            "eval_at": [20],
+            "num_leaves": cfg.leaves,
+            "learning_rate": cfg.learning_rate,
+            "min_data_in_leaf": cfg.min_data_in_leaf,
+            "feature_fraction": 0.9,
+            "bagging_fraction": 0.9,
+            "bagging_freq": 1,
+            "lambdarank_truncation_level": 30,
+            "seed": self.seed,
+            "deterministic": True,
+            "force_row_wise": True,
+            "num_threads": threads,
+            "verbose": -1,
+        }
+        train = lgb.Dataset(x, labels, group=groups, feature_name=list(FEATURES))
+        sets: list[Any] = []
+        callbacks: list[Any] = []
+        if valid is not None:
+            sets = [lgb.Dataset(valid[0], valid[1], group=valid[2], reference=train)]
+            callbacks = [lgb.early_stopping(cfg.patience, verbose=False)]
+        booster = lgb.train(
+            params, train, num_boost_round=cfg.trees, valid_sets=sets, callbacks=callbacks
+        )
+        self.best_iteration_ = int(booster.best_iteration or booster.current_iteration())
+        # Only the trees that helped are kept: fewer trees, faster answers.
+        self.booster_ = lgb.Booster(
+            model_str=booster.model_to_string(num_iteration=self.best_iteration_)
+        )
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Scores of candidate rows (higher: better)."""
+        if self.booster_ is None:
+            raise NotFittedError("LearnedRanker is not fitted yet; call fit() or from_text()")
+        scores: np.ndarray = self.booster_.predict(x, num_threads=1)
+        return scores
+
+    @property
+    def trees(self) -> int:
+        """How many trees the model holds."""
+        return int(self.booster_.num_trees()) if self.booster_ is not None else 0
+
+    def to_text(self) -> str:
+        """The model in LightGBM's own text format."""
+        if self.booster_ is None:
+            raise NotFittedError("LearnedRanker is not fitted yet; call fit() first")
+        text: str = self.booster_.model_to_string()
+        return text
+
+    @classmethod
+    def from_text(cls, text: str, where: str = "ranker.txt") -> LearnedRanker:
+        """Load a model saved by to_text(); ModelDirError if it is not one over FEATURES."""
+        import lightgbm as lgb
+
+        try:
+            booster = lgb.Booster(model_str=text)
+        except lgb.basic.LightGBMError as exc:
+            raise ModelDirError(
+                f"{where}: not a LightGBM model ({exc}); run `recsys train` again"
+            ) from None
+        names = tuple(booster.feature_name())
+        if names != FEATURES:
+            raise ModelDirError(
+                f"{where}: the ranker was trained on other features ({len(names)}, this engine "
+                f"has {len(FEATURES)}); it was written by another version of recsys: run "
+                "`recsys train` again"
+            )
+        ranker = cls()
+        ranker.booster_ = booster
+        ranker.best_iteration_ = int(booster.current_iteration())
+        return ranker

@@ -1,0 +1,87 @@
+"""The learned ranking stage: trained by the nightly job, saved as LightGBM text, served."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recsys.errors import ModelDirError, NotFittedError
+from recsys.modeldir import current_path, verify
+from recsys.ranker import FEATURES, LearnedRanker
+from serving import Recommender
+from tests.serving_shop import DAY, END_DAY, T0, build_shop_model
+
+NOW = T0 + END_DAY * DAY
+
+
+def _toy(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.random((600, len(FEATURES))).astype(np.float32)
+    # the first feature decides relevance: a ranker must learn to put it first.
+    labels = (x[:, 0] > 0.7).astype(np.int64) * 2
+    return x, labels, np.full(30, 20)
+
+
+def test_a_ranker_learns_to_order_by_what_predicts_the_label() -> None:
+    x, labels, groups = _toy()
+    ranker = LearnedRanker(seed=1).fit(x, labels, groups)
+    scores = ranker.predict(x[:20])
+    assert np.corrcoef(scores, x[:20, 0])[0, 1] > 0.8
+    assert ranker.trees > 0
+
+
+def test_a_ranker_round_trips_through_lightgbm_text_with_the_same_scores() -> None:
+    x, labels, groups = _toy()
+    ranker = LearnedRanker(seed=1).fit(x, labels, groups)
+    again = LearnedRanker.from_text(ranker.to_text())
+    assert np.array_equal(ranker.predict(x), again.predict(x))
+
+
+def test_a_ranker_over_other_features_is_refused_with_a_clear_error() -> None:
+    import lightgbm as lgb
+
+    x, labels, groups = _toy()
+    other = lgb.train(
+        {"objective": "lambdarank", "verbose": -1},
+        lgb.Dataset(x[:, :5], labels, group=groups),
+        num_boost_round=2,
+    )
+    with pytest.raises(ModelDirError, match="trained on other features"):
+        LearnedRanker.from_text(other.model_to_string(), "m/ranker.txt")
+    with pytest.raises(ModelDirError, match="not a LightGBM model"):
+        LearnedRanker.from_text("not a model", "m/ranker.txt")
+
+
+def test_an_unfitted_ranker_says_so() -> None:
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        LearnedRanker().predict(np.zeros((1, len(FEATURES)), dtype=np.float32))
+
+
+@pytest.fixture(scope="module")
+def ranked_shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_shop_model(
+        tmp_path_factory.mktemp("ranked-shop"),
+        ranker={"enabled": True, "label_days": 7, "min_gain": 0.0},
+        # the ranker is published whatever the tiny holdout says, to test serving it.
+        training={"holdout_days": 7},
+    )
+
+
+def test_the_published_ranker_is_a_checksummed_text_file_serving_loads(ranked_shop: Path) -> None:
+    manifest = verify(current_path(ranked_shop))
+    rec = Recommender.load(ranked_shop)
+    served = manifest["metrics"]["ranker"]["served"]
+    assert ("ranker.txt" in manifest["files"]) == served
+    assert (rec.model.ranker is not None) == served
+    if served:
+        text = (current_path(ranked_shop) / "ranker.txt").read_text()
+        assert text.startswith("tree")
+
+
+def test_anonymous_visits_are_answered_by_the_blend_not_the_ranker(ranked_shop: Path) -> None:
+    rec = Recommender.load(ranked_shop)
+    visit = rec.recommend(None, n=5, session_items=["sku1"], now=NOW)
+    without = Recommender(ranked_shop, rec.model.with_ranker(None))
+    assert visit.item_ids == without.recommend(None, n=5, session_items=["sku1"], now=NOW).item_ids
