@@ -89,6 +89,17 @@ def variant_of(model: ServedModel, unit: Any) -> tuple[ServedModel, VariantConfi
     return model.variants[variant.name], variant
 
 
+def for_visitor(
+    model: ServedModel, unit: Any, n: int
+) -> tuple[ServedModel, VariantConfig | None, int]:
+    """variant_of, with the list length the variant allows: its n caps the caller's (it never
+    asks for more than the page has room for)."""
+    view, variant = variant_of(model, unit)
+    if variant is not None and variant.n is not None:
+        n = min(n, variant.n)
+    return view, variant, n
+
+
 def answer_columns(
     model: ServedModel,
     user: int,

@@ -282,9 +282,9 @@ class Blender:
                 # that shares a source with another (bought before, visit reminders) has its
                 # own weight.
                 base = self.weights[source] if own_weight is None else own_weight
-                weight = (1.0 if only is not None else base) * scale / top
-                if every:
-                    weight = 1.0 / top
+                # Alone (`only`) a part counts fully; among every part (a ranker's features) it
+                # counts unscaled too, each part in its own column.
+                weight = (1.0 if every else (1.0 if only is not None else base) * scale) / top
                 if seeds is None:
                     seeds = _no_seeds(len(items))
                 scores = weight * (np.maximum(raw, 0) if source == PERSONAL else raw)

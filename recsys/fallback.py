@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys.blend import SOURCES, Ranked
+from recsys.blend import SOURCES, Candidates, Ranked
 from recsys.filters import Picker
 from recsys.models.content import ContentModel
 from recsys.models.popularity import PopularityModel
@@ -22,6 +22,8 @@ from recsys.models.repurchase import Due
 from recsys.models.segments import SegmentPopularity
 from recsys.ranker import features
 from recsys.served import ServedModel
+
+_NO_SESSION = np.zeros(0, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -89,29 +91,12 @@ def _blend(model: ServedModel, visit: Visit, picker: Picker) -> Ranked | None:
 
 def _ranked(model: ServedModel, visit: Visit, picker: Picker, wanted: int) -> Ranked:
     """The blend's parts' candidates, ordered by the learned ranker."""
-    assert model.ranker is not None and model.facts is not None
+    assert model.ranker is not None
     depth = max(model.ranker_candidates, wanted)
-    found = model.blender.candidates(
-        visit.user,
-        visit.now,
-        depth,
-        session=visit.session,
-        exclude=picker.excluded,
-        keep=picker.keep,
-        exclude_bought=False,
-    )
+    found = ranker_candidates(model, visit.user, visit.now, depth, picker, visit.session)
     if len(found) == 0:
         return Ranked(found.items, np.zeros(0), found.sources, found.seeds, found.due)
-    tier = int(model.user_tier[visit.user]) if visit.user >= 0 else -1
-    rows = features(
-        found,
-        model.blender.strategies.history,
-        model.facts,
-        visit.user,
-        tier,
-        visit.now,
-        len(visit.session),
-    )
+    rows = ranker_features(model, found, visit.user, visit.now, len(visit.session))
     scores = model.ranker.predict(rows)
     # Best first; ties by item index, so that every process orders them alike.
     order = np.lexsort((found.items, -scores))[:wanted]
@@ -121,6 +106,38 @@ def _ranked(model: ServedModel, visit: Visit, picker: Picker, wanted: int) -> Ra
         ranked.items, ranked.scores, _SOURCE_NAMES[ranked.sources], ranked.seeds, filtered=True
     )
     return ranked
+
+
+def ranker_candidates(
+    model: ServedModel,
+    user: int,
+    now: int,
+    depth: int,
+    picker: Picker,
+    session: np.ndarray = _NO_SESSION,
+) -> Candidates:
+    """A known user's candidates for the ranker, the picker's exclusions and filters applied:
+    what serving ranks and what the ranker is trained on."""
+    return model.blender.candidates(
+        user,
+        now,
+        depth,
+        session=session,
+        exclude=picker.excluded,
+        keep=picker.keep,
+        # The picker's exclude set already holds the user's not-rebought purchases.
+        exclude_bought=False,
+    )
+
+
+def ranker_features(
+    model: ServedModel, found: Candidates, user: int, now: int, visit_items: int = 0
+) -> np.ndarray:
+    """The feature rows of a known user's ranker candidates."""
+    assert model.facts is not None
+    history = model.blender.strategies.history
+    tier = int(model.user_tier[user])
+    return features(found, history, model.facts, user, tier, now, visit_items)
 
 
 def run_leads(

@@ -437,7 +437,12 @@ class VersionContent:
 
     def has(self, file_name: str) -> bool:
         """Whether the version holds this file (e.g. 'als.npz')."""
-        return file_name in self.manifest["files"]
+        stem, _, kind = file_name.rpartition(".")
+        if kind == "npz":
+            return stem in self._arrays
+        if kind == "parquet":
+            return stem in self._tables
+        return file_name in self._texts
 
     def arrays(self, name: str) -> dict[str, np.ndarray]:
         """The arrays of `{name}.npz`."""

@@ -17,7 +17,7 @@ from recsys.answer import (
     answer,
     check_n,
     explain,
-    variant_of,
+    for_visitor,
 )
 from recsys.config import ExperimentConfig, VariantConfig, check_experiments
 from recsys.experiments import active_experiment
@@ -126,10 +126,7 @@ class Recommender:
         n = check_n(n, model.serving.max_n)
         # Checked before the variant is chosen, so that every visitor's bad id fails alike.
         checked = None if user_id is None else _check_id(user_id, model.users)
-        model, variant = variant_of(model, user_id if user_id is not None else visitor_id)
-        # A variant's n caps the list: it never asks for more than the page has room for.
-        if variant is not None and variant.n is not None:
-            n = min(n, variant.n)
+        model, variant, n = for_visitor(model, user_id if user_id is not None else visitor_id, n)
         cfg = model.serving
         clock = model.now() if now is None else int(now)
         # Exposures are joined with the shop's own event times: stamped by the wall clock

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -105,7 +105,7 @@ def export_spark(
     version_dir = str(model.path.resolve())
     schema = _spark_schema(model)
 
-    def answer(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def answer(batches: Iterable[pd.DataFrame]) -> Iterable[pd.DataFrame]:
         served = _LOADED.get(version_dir)
         if served is None:
             served = _LOADED[version_dir] = ServedModel.load(Path(version_dir))

@@ -391,33 +391,48 @@ def check_rules(
     rules, and every check."""
     cfg = config.training
     tiers = served.user_tier[asked.users]
-    n_items = len(served.items)
     leads = {tier: dict(rules) for tier, rules in served.serving.tier_leads.items() if rules}
     checks: list[RuleCheck] = []
     for tier, rules in list(leads.items()):
         code = TIERS.index(tier)
         rows = np.flatnonzero(tiers == code)
-        users = asked.users[rows]
-        ids = [asked.ids[r] for r in rows.tolist()]
-        relevant = [asked.relevant[r] for r in rows.tolist()]
+        who = _Asked(
+            asked.users[rows],
+            [asked.ids[r] for r in rows.tolist()],
+            [asked.relevant[r] for r in rows.tolist()],
+        )
+        # The tier's lists as its rules stand now; after each check the rules standing next
+        # are the ones just scored (with the rule, or without it), so each is scored once.
+        current = _rules_score(served, leads, who, now, config)
         for lead, share in list(rules.items()):
             without = {**leads, tier: {k: v for k, v in leads[tier].items() if k != lead}}
-            scores = []
-            for option in (leads, without):
-                lists = served_lists(
-                    served.with_serving(_with_leads(served.serving, option)), users, ids, cfg.k, now
-                )
-                values = per_user(lists, relevant, n_items, cfg.k, cfg.gate_metric)
-                scores.append(float(np.nanmean(values)) if len(values) else float("nan"))
+            with_rule, without_rule = current, _rules_score(served, without, who, now, config)
             enough = len(rows) >= cfg.rule_min_users
-            kept = enough and scores[0] >= scores[1]
+            kept = enough and with_rule >= without_rule
             if not kept:
-                leads = without
+                leads, current = without, without_rule
             note = "" if enough else f"under {cfg.rule_min_users} users to score it on"
-            checks.append(RuleCheck(tier, lead, share, len(rows), scores[0], scores[1], kept, note))
+            checks.append(
+                RuleCheck(tier, lead, share, len(rows), with_rule, without_rule, kept, note)
+            )
     final = {tier: rules for tier, rules in leads.items() if rules}
     final |= {tier: {} for tier in served.serving.tier_leads if tier not in final}
     return served.with_serving(_with_leads(served.serving, final)), checks
+
+
+def _rules_score(
+    served: ServedModel,
+    leads: dict[str, dict[str, float]],
+    who: _Asked,
+    now: int,
+    config: Config,
+) -> float:
+    """The gate's metric of the served lists of these users under these tier rules."""
+    cfg = config.training
+    model = served.with_serving(_with_leads(served.serving, leads))
+    lists = served_lists(model, who.users, who.ids, cfg.k, now)
+    values = per_user(lists, who.relevant, len(served.items), cfg.k, cfg.gate_metric)
+    return float(np.nanmean(values)) if len(values) else float("nan")
 
 
 def _with_leads(serving: ServingConfig, leads: dict[str, dict[str, float]]) -> ServingConfig:

@@ -20,10 +20,11 @@ import numpy as np
 from recsys.answer import new_picker
 from recsys.config import Config
 from recsys.errors import NotEnoughHistoryError
+from recsys.fallback import ranker_candidates, ranker_features
 from recsys.filters import Filters
 from recsys.metrics import relevance_codes
 from recsys.models.base import FitData, Model
-from recsys.ranker import LearnedRanker, features
+from recsys.ranker import LearnedRanker
 from recsys.schema import EventType
 from recsys.served import ServedModel
 from recsys.split import time_split
@@ -140,7 +141,6 @@ def _period_lists(
     if len(asked) > cfg.max_users:
         asked = np.sort(rng.choice(asked, cfg.max_users, replace=False))
     served = serve(config, train, data, models, users=asked.astype(np.int64))
-    assert served.facts is not None
     grade = np.where(np.isin(events, _CONVERSIONS), 2, 1).astype(np.int64)
     order = np.lexsort((items, users))
     users, items, grade = users[order], items[order], grade[order]
@@ -151,14 +151,7 @@ def _period_lists(
     for position, user in enumerate(asked.tolist()):
         start, stop = int(starts[position]), int(ends[position])
         picker = new_picker(served, user, cfg.candidates, filters)
-        found = served.blender.candidates(
-            user,
-            split.cut,
-            cfg.candidates,
-            exclude=picker.excluded,
-            keep=picker.keep,
-            exclude_bought=False,
-        )
+        found = ranker_candidates(served, user, split.cut, cfg.candidates, picker)
         if len(found) == 0:
             continue
         label = np.zeros(len(found), dtype=np.int64)
@@ -168,9 +161,7 @@ def _period_lists(
         np.maximum.at(label, where[hit], best[hit])
         if not label.any():
             continue  # nothing to learn from a list with no positive
-        tier = int(served.user_tier[user])
-        history = served.blender.strategies.history
-        blocks.append(features(found, history, served.facts, user, tier, split.cut, 0))
+        blocks.append(ranker_features(served, found, user, split.cut))
         labels.append(label)
         groups.append(len(found))
     return blocks, labels, groups, split.cut

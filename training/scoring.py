@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from recsys.answer import NO_SESSION, pick, variant_of
+from recsys.answer import NO_SESSION, for_visitor, pick
 from recsys.filters import Filters
 from recsys.metrics import ranking_metrics
 from recsys.served import ServedModel
@@ -28,9 +28,7 @@ def served_ranker(model: ServedModel) -> Ranker:
     filters = Filters()
 
     def rank(user: int, user_id: Any, n: int, visit: np.ndarray | None, now: int) -> np.ndarray:
-        view, variant = variant_of(model, user_id)
-        if variant is not None and variant.n is not None:
-            n = min(n, variant.n)
+        view, _variant, n = for_visitor(model, user_id, n)
         picker, _visit, _due = pick(
             view,
             user,

@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -401,7 +401,7 @@ def _plan(data: DataFrame, specs: list[_FileSpec], src: EventsSource, text: set[
     ids = [c for c in (cols.user, cols.item, cols.session, cols.category) if c]
     by_index = {s.index: s for s in specs}
 
-    def profile(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def profile(batches: Iterable[pd.DataFrame]) -> Iterable[pd.DataFrame]:
         for batch in batches:
             for index, rows in batch.groupby("__file", sort=False):
                 spec = by_index[int(index)]  # type: ignore[arg-type]
@@ -529,7 +529,7 @@ def _validator(specs: list[_FileSpec], plan: _Plan, raw_names: list[str], config
     text_ids = [c for c, is_int in plan.int_ids.items() if not is_int]
     canonical = _canonical(src, plan)
 
-    def validate(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def validate(batches: Iterable[pd.DataFrame]) -> Iterable[pd.DataFrame]:
         for batch in batches:
             if len(batch) == 0:
                 continue
