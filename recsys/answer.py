@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from recsys.blend import NO_EVENTS, Events, visitor_history
 from recsys.config import TIERS, VariantConfig
 from recsys.experiments import assign
 from recsys.fallback import Visit, run_chain, run_leads
@@ -61,16 +62,17 @@ def answer(
     filters: Filters,
     now: int,
     session: np.ndarray = NO_SESSION,
+    earlier: Events = NO_EVENTS,
 ) -> RecommendationList:
     """The list for a visitor already resolved to model indices (user -1: not in the model).
 
-    `filters` must be resolved against the serving defaults.
+    `filters` must be resolved against the serving defaults; `earlier` are the visitor's live
+    events since the model's data ended.
     """
     result = RecommendationList()
     result.model_version = model.version
-    result.extend(
-        map(Recommendation, *answer_columns(model, user, user_id, n, filters, now, session))
-    )
+    columns = answer_columns(model, user, user_id, n, filters, now, session, earlier)
+    result.extend(map(Recommendation, *columns))
     result.user_known = user >= 0
     return result
 
@@ -108,14 +110,17 @@ def answer_columns(
     filters: Filters,
     now: int,
     session: np.ndarray = NO_SESSION,
+    earlier: Events = NO_EVENTS,
 ) -> Columns:
     """answer() as columns. Recommender.recommend and batch export both answer through here,
     so they agree by construction."""
-    picker, visit, due = pick(model, user, user_id, n, filters, now, session)
+    picker, visit, due = pick(model, user, user_id, n, filters, now, session, earlier)
     return explain_columns(model, visit, picker, due)
 
 
-def new_picker(model: ServedModel, user: int, n: int, filters: Filters) -> Picker:
+def new_picker(
+    model: ServedModel, user: int, n: int, filters: Filters, earlier: Events = NO_EVENTS
+) -> Picker:
     """An empty list for a visitor, with the call's exclusions and filters in place."""
     excluded: list[int] = []
     if filters.exclude:
@@ -123,6 +128,8 @@ def new_picker(model: ServedModel, user: int, n: int, filters: Filters) -> Picke
         excluded += found[found >= 0].tolist()
     if filters.exclude_purchased and user >= 0:
         excluded += _not_rebought(model, user).tolist()
+    if filters.exclude_purchased and len(earlier):
+        excluded += _not_rebought_live(model, earlier).tolist()
     return Picker(
         n,
         excluded,
@@ -145,16 +152,18 @@ def pick(
     filters: Filters,
     now: int,
     session: np.ndarray = NO_SESSION,
+    earlier: Events = NO_EVENTS,
 ) -> tuple[Picker, Visit, Due | None]:
     """The served list as item indices (in the picker), before it is explained.
 
-    Evaluation scores `picker.items`; answer_columns explains the same picker.
+    Evaluation scores `picker.items`; answer_columns explains the same picker. `earlier` are
+    the visitor's events since the model's data ended (the live store's).
     """
     segment = -1
     if user_id is not None and model.segment_users is not None:
         where = model.segment_users.index_of(user_id)
         segment = int(model.segment_codes[where]) if where >= 0 else -1
-    picker = new_picker(model, user, n, filters)
+    picker = new_picker(model, user, n, filters, earlier)
     tier = int(model.user_tier[user]) if user >= 0 else -1
     favourites = model.user_favourites[user] if user >= 0 else ()
     visit = Visit(
@@ -164,6 +173,7 @@ def pick(
         now=now,
         new_item_share=model.serving.new_item_boost,
         favourites=tuple(int(c) for c in favourites if c >= 0),
+        earlier=earlier,
     )
     # The user's tier (from their portrait) may let some strategies lead the list.
     leads = model.serving.tier_leads.get(TIERS[tier], {}) if tier >= 0 else {}
@@ -244,7 +254,7 @@ def _facts(
     """What a reason of this source says besides its seed (cycle, category, segment)."""
     if source == "repurchase":
         return facts_of.get(item, {})
-    if source == "reminder" and visit is not None and visit.user >= 0:
+    if source == "reminder" and visit is not None and (visit.user >= 0 or len(visit.earlier)):
         return _reminder_facts(model, visit, item)
     if source in ("category_popular", "favourite_category", "new_item", "category_reach"):
         return {"category": model.category_label(int(model.item_category[item]))}
@@ -259,7 +269,9 @@ def _reminder_facts(model: ServedModel, visit: Visit, item: int) -> dict[str, An
     A cart outranks a favourite, a favourite a view; a cart or favourite is dated from its
     first event since the last purchase ("in your cart since Tuesday"), a view from the last.
     """
-    items, events, times = model.blender.strategies.history.of(visit.user)
+    items, events, times = visitor_history(
+        model.blender.strategies.history, visit.user, visit.earlier
+    )
     mine = np.flatnonzero(items == item)
     kinds, stamps = events[mine].tolist(), times[mine].tolist()
     # Histories are oldest first: what happened after the last purchase is the tail.
@@ -290,6 +302,15 @@ def _not_rebought(model: ServedModel, user: int) -> np.ndarray:
     # Without a repurchase model nothing is known to be rebought: leave out every purchase.
     items, events, _ = model.blender.strategies.history.of(user)
     return np.unique(items[events == EventType.PURCHASE])
+
+
+def _not_rebought_live(model: ServedModel, earlier: Events) -> np.ndarray:
+    """Items bought since the model's data ended that should not come back."""
+    bought = np.unique(earlier.items[earlier.events == EventType.PURCHASE])
+    repurchase = model.blender.strategies.repurchase
+    if repurchase is None or not len(bought):
+        return bought
+    return bought[~repurchase.rebuyable_[bought]]
 
 
 def check_n(n: Any, max_n: int) -> int:

@@ -24,6 +24,7 @@ from recsys.models.copurchase import CoPurchase
 from recsys.models.neighbours import ItemNeighbours, sum_rows
 from recsys.models.popularity import PopularityModel
 from recsys.models.repurchase import Due, RepurchaseModel
+from recsys.models.tifu import TifuKNN
 from recsys.schema import EventType
 
 T = TypeVar("T", bound=Model)
@@ -36,6 +37,7 @@ SOURCES: tuple[str, ...] = (
     "popular",
     "reminder",
     "category_reach",
+    "baskets",
 )
 (
     PERSONAL,
@@ -46,6 +48,7 @@ SOURCES: tuple[str, ...] = (
     POPULAR,
     REMINDER,
     CATEGORY_REACH,
+    BASKETS,
 ) = range(len(SOURCES))
 # Every part of the blend as its own column for a learned ranker: where two parts share a
 # source (due repurchases and "bought before"; a visit's neighbours and its complements) the
@@ -62,6 +65,7 @@ SLOTS: tuple[str, ...] = (
     "personal",
     "category_reach",
     "popular",
+    "baskets",
 )
 _SLOT = {name: position for position, name in enumerate(SLOTS)}
 # `only` value asking for every part with a weight of 1 (a ranker's candidates and features).
@@ -92,6 +96,7 @@ class Strategies:
     repurchase: RepurchaseModel | None = None
     candidates: ALSCandidates | None = None
     item_category: np.ndarray | None = None
+    tifu: TifuKNN | None = None
 
     @classmethod
     def from_models(
@@ -122,7 +127,26 @@ class Strategies:
             repurchase=get("repurchase", RepurchaseModel),
             candidates=candidates if als is not None else None,
             item_category=item_category,
+            tifu=get("tifu", TifuKNN),
         )
+
+
+@dataclass(frozen=True)
+class Events:
+    """A visitor's own events the model has not seen (item indices, event codes, Unix seconds),
+    oldest first: what the live store holds of them since the model's data ended."""
+
+    items: np.ndarray
+    events: np.ndarray
+    times: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+NO_EVENTS = Events(
+    np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int8), np.zeros(0, dtype=np.int64)
+)
 
 
 @dataclass(frozen=True)
@@ -204,6 +228,7 @@ class Blender:
         keep: Callable[[np.ndarray], np.ndarray] | None = None,
         exclude_bought: bool = True,
         only: str | None = None,
+        earlier: Events = NO_EVENTS,
     ) -> Ranked:
         """Return the top-n items for a user index (-1: unknown) at time `now`.
 
@@ -211,12 +236,13 @@ class Blender:
         towards them, and a visitor unknown to the model gets a vector folded in from them.
         `keep(items) -> bool mask` filters candidates (availability, categories); items in
         `exclude`, and items the user bought that nobody rebuys, are left out. `only` restricts
-        the blend to one strategy (for evaluation).
+        the blend to one strategy (for evaluation). `earlier` are the visitor's events since the
+        model's data ended: they extend a known user's history and are an unknown one's.
         """
         if only is not None and only not in SOURCES and only != EVERY_PART:
             raise ValueError(f"unknown strategy {only!r} (expected one of {SOURCES})")
         session = _NO_ITEMS if session is None else np.asarray(session, dtype=np.int64)
-        parts, due = self._candidates(user, now, n, session, only)
+        parts, due = self._candidates(user, now, n, session, only, earlier)
         if not parts:
             return _empty()
         drop = self._excluded(user, exclude, exclude_bought)
@@ -233,11 +259,12 @@ class Blender:
         exclude: np.ndarray | None = None,
         keep: Callable[[np.ndarray], np.ndarray] | None = None,
         exclude_bought: bool = True,
+        earlier: Events = NO_EVENTS,
     ) -> Candidates:
         """Every part's candidates for a visitor (each part proposing about n), with each
         part's scaled score per item: what a learned ranker re-ranks."""
         session = _NO_ITEMS if session is None else np.asarray(session, dtype=np.int64)
-        parts, due = self._candidates(user, now, n, session, EVERY_PART)
+        parts, due = self._candidates(user, now, n, session, EVERY_PART, earlier)
         if not parts:
             empty = _empty()
             return Candidates(
@@ -247,11 +274,21 @@ class Blender:
         return _table(parts, drop, keep, due, n)
 
     def _candidates(
-        self, user: int, now: int, n: int, session: np.ndarray, only: str | None
+        self,
+        user: int,
+        now: int,
+        n: int,
+        session: np.ndarray,
+        only: str | None,
+        earlier: Events = NO_EVENTS,
     ) -> tuple[list[_Part], Due | None]:
         s = self.strategies
         cfg = self.config
         known = 0 <= user < s.history.n_users
+        # The parts read from a history read the model's and the live one alike; what the
+        # model learned per user (due repurchases, stored ALS lists, baskets) needs a known user.
+        h_items, h_events, h_times = visitor_history(s.history, user, earlier)
+        has_history = len(h_items) > 0
         parts: list[_Part] = []
         due = None
 
@@ -292,9 +329,8 @@ class Blender:
 
         # Parts are added in priority order (repurchase, complementary, session, neighbours,
         # personal, popular): where two give an item the same share, the earlier names it.
-        if known:
-            h_items, h_events, h_times = s.history.of(user)
-            if s.repurchase is not None and wants(REPURCHASE):
+        if has_history:
+            if known and s.repurchase is not None and wants(REPURCHASE):
                 due = s.repurchase.due(user, now, max(4 * n, 100))
                 add(
                     REPURCHASE,
@@ -352,12 +388,17 @@ class Blender:
                     slot="session_complements",
                 )
         recent, recency = _NO_ITEMS, _ONE[:0]
-        if known and (wants(NEIGHBOURS) or wants(CATEGORY_REACH)):
+        if has_history and (wants(NEIGHBOURS) or wants(CATEGORY_REACH)):
             recent, recency = _recent(h_items, h_times, now, cfg)
-        if known and s.neighbours is not None and wants(NEIGHBOURS):
+        if known and s.tifu is not None and wants(BASKETS):
+            add(BASKETS, *self._baskets(user, n))
+        if has_history and s.neighbours is not None and wants(NEIGHBOURS):
             add(NEIGHBOURS, *sum_rows(s.neighbours.similarity_, recent, recency))
         if self.search is not None and wants(PERSONAL):
-            add(PERSONAL, *self._personal(user, known, session))
+            visit = session
+            if not known and len(earlier):
+                visit = np.unique(np.r_[earlier.items.astype(np.int64), session])
+            add(PERSONAL, *self._personal(user, known, visit))
         if self._reach and wants(CATEGORY_REACH) and (len(recent) or len(session)):
             add(CATEGORY_REACH, *self._category_reach(recent, recency, session, n))
         if wants(POPULAR):
@@ -382,6 +423,15 @@ class Blender:
         if stored is not None and session.min() == session.max():
             return stored.of_item(int(session[0]), k)
         return self.search.visit(session, k)
+
+    def _baskets(self, user: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The user's TIFU-KNN next-basket items; their own past items are their own seeds."""
+        tifu = self.strategies.tifu
+        assert tifu is not None
+        items, scores = tifu.of_user(user, max(2 * n, 20))
+        own, _ = tifu.own_vector(user)
+        seeds = np.where(np.isin(items, own), items, -1).astype(np.int32)
+        return items, scores, seeds
 
     def _category_reach(
         self, recent: np.ndarray, recency: np.ndarray, session: np.ndarray, n: int
@@ -431,6 +481,22 @@ class Blender:
         if not drop:
             return _NO_ITEMS
         return drop[0] if len(drop) == 1 else np.concatenate(drop)
+
+
+def visitor_history(
+    history: UserHistory, user: int, earlier: Events = NO_EVENTS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A visitor's events, oldest first: the model's of a known user, then the live ones."""
+    if not 0 <= user < history.n_users:
+        return earlier.items, earlier.events, earlier.times
+    items, events, times = history.of(user)
+    if not len(earlier):
+        return items, events, times
+    return (
+        np.concatenate([items, earlier.items.astype(items.dtype)]),
+        np.concatenate([events, earlier.events.astype(events.dtype)]),
+        np.concatenate([times, earlier.times.astype(times.dtype)]),
+    )
 
 
 def _bought_before(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys.blend import SOURCES, Candidates, Ranked
+from recsys.blend import NO_EVENTS, SOURCES, Candidates, Events, Ranked
 from recsys.filters import Picker
 from recsys.models.content import ContentModel
 from recsys.models.popularity import PopularityModel
@@ -37,6 +37,8 @@ class Visit:
     new_item_share: float
     # the user's favourite category codes (from their portrait), best first.
     favourites: tuple[int, ...] = ()
+    # the visitor's own events since the model's data ended (the live store's).
+    earlier: Events = NO_EVENTS
 
 
 def run_chain(
@@ -61,7 +63,7 @@ def run_chain(
 
 
 def _blend(model: ServedModel, visit: Visit, picker: Picker) -> Ranked | None:
-    if visit.user < 0 and len(visit.session) == 0:
+    if visit.user < 0 and len(visit.session) == 0 and len(visit.earlier) == 0:
         return None
     if visit.new_item_share > 0:
         _new_items(model, visit, picker, share=visit.new_item_share)
@@ -83,6 +85,7 @@ def _blend(model: ServedModel, visit: Visit, picker: Picker) -> Ranked | None:
         # The picker's exclude set already holds the user's not-rebought purchases when the
         # call excludes purchases; the blend need not work them out a second time.
         exclude_bought=False,
+        earlier=visit.earlier,
     )
     names = _SOURCE_NAMES[ranked.sources]
     picker.offer(ranked.items, ranked.scores, names, ranked.seeds, filtered=True)
@@ -93,7 +96,9 @@ def _ranked(model: ServedModel, visit: Visit, picker: Picker, wanted: int) -> Ra
     """The blend's parts' candidates, ordered by the learned ranker."""
     assert model.ranker is not None
     depth = max(model.ranker_candidates, wanted)
-    found = ranker_candidates(model, visit.user, visit.now, depth, picker, visit.session)
+    found = ranker_candidates(
+        model, visit.user, visit.now, depth, picker, visit.session, visit.earlier
+    )
     if len(found) == 0:
         return Ranked(found.items, np.zeros(0), found.sources, found.seeds, found.due)
     rows = ranker_features(model, found, visit.user, visit.now, len(visit.session))
@@ -115,6 +120,7 @@ def ranker_candidates(
     depth: int,
     picker: Picker,
     session: np.ndarray = _NO_SESSION,
+    earlier: Events = NO_EVENTS,
 ) -> Candidates:
     """A known user's candidates for the ranker, the picker's exclusions and filters applied:
     what serving ranks and what the ranker is trained on."""
@@ -127,6 +133,7 @@ def ranker_candidates(
         keep=picker.keep,
         # The picker's exclude set already holds the user's not-rebought purchases.
         exclude_bought=False,
+        earlier=earlier,
     )
 
 

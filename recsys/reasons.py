@@ -44,6 +44,10 @@ def reason(source: str, seed: Any = None, **facts: Any) -> str:
         if category is None:
             return "popular in what you are browsing"
         return f"popular in category {category}, which you are browsing"
+    if source == "baskets":
+        if seed is not None:
+            return "you buy it, and so do shoppers whose baskets look like yours"
+        return "often in the baskets of shoppers who buy like you"
     if source == "segment_popular":
         return f"popular with customers like you ({facts.get('segment')})"
     if source == "favourite_category":

@@ -34,6 +34,7 @@ from recsys.models.neighbours import ItemNeighbours
 from recsys.models.popularity import PopularityModel
 from recsys.models.repurchase import RepurchaseModel
 from recsys.models.segments import SegmentPopularity
+from recsys.models.tifu import TifuKNN
 from recsys.ranker import ItemFacts, LearnedRanker
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ _MODEL_CLASSES: dict[str, type[Model]] = {
     "repurchase": RepurchaseModel,
     "content": ContentModel,
     "segments": SegmentPopularity,
+    "tifu": TifuKNN,
 }
 
 

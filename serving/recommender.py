@@ -19,12 +19,14 @@ from recsys.answer import (
     explain,
     for_visitor,
 )
+from recsys.blend import NO_EVENTS
 from recsys.config import ExperimentConfig, VariantConfig, check_experiments
 from recsys.experiments import active_experiment
 from recsys.filters import Filters, Picker
 from recsys.ids import IdMap
 from recsys.served import ServedModel
 from serving.exposures import Exposure, ExposureSink
+from serving.live import LiveStore, events_for, live_event, store_key
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,8 @@ class Recommender:
         # Records a custom sink raised on (the JSON-lines log never raises): counted, not lost
         # from sight, and never the page's problem.
         self.exposure_errors = 0
+        # What visitors did since the model's data ended; it outlives reloads.
+        self.live = LiveStore(model.serving.live)
 
     @classmethod
     def load(
@@ -100,6 +104,61 @@ class Recommender:
             self._model = self._running(fresh)  # one assignment: atomic for concurrent readers
             log.info("now serving model %s", fresh.version)
             return True
+
+    def record_event(
+        self,
+        user_id: Any,
+        item_id: Any,
+        event_type: str,
+        timestamp: Any = None,
+        *,
+        visitor_id: Any = None,
+        quantity: Any = None,
+    ) -> None:
+        """Record what a visitor just did (view, cart, favourite, purchase, return); the next
+        answer for them reads it. `timestamp`: Unix seconds or an aware datetime (None: now).
+
+        Bad fields raise ValueError naming the field; nothing is recorded then.
+        """
+        self.record_events(
+            [
+                {
+                    "user_id": user_id,
+                    "item_id": item_id,
+                    "event_type": event_type,
+                    "timestamp": timestamp,
+                    "visitor_id": visitor_id,
+                    "quantity": quantity,
+                }
+            ]
+        )
+
+    def record_events(self, events: Iterable[dict[str, Any]]) -> int:
+        """Record many events (dicts with record_event's fields); all are checked before any is
+        recorded. Returns how many were recorded."""
+        model = self._model
+        if not model.serving.live.enabled:
+            raise ValueError("live events are off (serving.live.enabled = false)")
+        by_key: dict[Any, list[Any]] = {}
+        for position, fields in enumerate(events):
+            try:
+                user_id = fields.get("user_id")
+                visitor_id = fields.get("visitor_id")
+                if user_id is not None:
+                    user_id = _check_id(user_id, model.users)
+                key = store_key(user_id, visitor_id)
+                event = live_event(
+                    _check_id(fields.get("item_id"), model.items),
+                    fields.get("event_type"),
+                    fields.get("timestamp"),
+                    fields.get("quantity"),
+                )
+            except (ValueError, AttributeError) as error:
+                raise ValueError(f"event {position}: {error}") from None
+            by_key.setdefault(key, []).append(event)
+        for key, found in by_key.items():
+            self.live.add(key, found)
+        return sum(len(found) for found in by_key.values())
 
     def recommend(
         self,
@@ -151,12 +210,27 @@ class Recommender:
         # A handful of ids: one lookup each beats building a pandas index for the list.
         session = np.array([model.items.index_of(i) for i in session_ids], dtype=np.int64)
         unknown = tuple(i for i, idx in zip(session_ids, session, strict=True) if idx < 0)
+        earlier = self._earlier(model, checked, visitor_id, clock)
         result = answer(
-            model, user, user_id, n, filters, clock, session[session >= 0].astype(np.int64)
+            model,
+            user,
+            user_id,
+            n,
+            filters,
+            clock,
+            session[session >= 0].astype(np.int64),
+            earlier,
         )
         result.unknown_session_items = unknown
         self._label_and_record(result, model, variant, user_id, visitor_id, shown_at)
         return result
+
+    def _earlier(self, model: ServedModel, user_id: Any, visitor_id: Any, now: int) -> Any:
+        """The visitor's live events since the model's data ended, as model indices."""
+        if not model.serving.live.enabled or (user_id is None and visitor_id is None):
+            return NO_EVENTS
+        found = self.live.of(store_key(user_id, visitor_id), now)
+        return events_for(found, model.items, model.data_end, now) if found else NO_EVENTS
 
     def _label_and_record(
         self,

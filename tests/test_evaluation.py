@@ -50,6 +50,8 @@ NEXT_ITEM_PREDICTIONS = 240 + 25 + 24 + 2 + 3 + 2
 ENGINE_PARTS = ["only:personal", "only:neighbours", "only:repurchase", "only:complementary"]
 # The shop has no categories: category reach has nothing to reach with.
 BROWSE_PARTS = ["only:reminder"]
+# Neighbour baskets (TIFU-KNN) run alone after the browse parts.
+BASKET_PARTS = ["only:baskets"]
 BASELINES = ["popular", "trending", "buy_again", "recent_items", "implicit_als", "item_knn"]
 
 
@@ -187,14 +189,16 @@ def test_the_results_hold_the_engine_its_parts_and_every_baseline(results: dict[
         *ENGINE_PARTS,
         "only:session",
         *BROWSE_PARTS,
+        *BASKET_PARTS,
         *BASELINES,
         "last_item",
     ]
     kinds = {name: s["kind"] for name, s in results["strategies"].items()}
     assert kinds["engine"] == "engine"
-    assert {kinds[name] for name in [*ENGINE_PARTS, "only:session", *BROWSE_PARTS]} == {"strategy"}
+    parts = [*ENGINE_PARTS, "only:session", *BROWSE_PARTS, *BASKET_PARTS]
+    assert {kinds[name] for name in parts} == {"strategy"}
     assert {kinds[name] for name in [*BASELINES, "last_item"]} == {"baseline"}
-    in_global = ["engine", *ENGINE_PARTS, *BROWSE_PARTS, *BASELINES]
+    in_global = ["engine", *ENGINE_PARTS, *BROWSE_PARTS, *BASKET_PARTS, *BASELINES]
     for target in results["global"]["targets"].values():
         for group in target["groups"].values():
             assert list(group["results"]) == in_global

@@ -9,12 +9,13 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from recsys.config import TifuConfig
 from recsys.errors import ConfigError, NotFittedError
 from recsys.history import UserHistory
 from recsys.ids import IdMap
 from recsys.models import tifu
 from recsys.models.base import FitData
-from recsys.models.tifu import TifuConfig, TifuKNN
+from recsys.models.tifu import TifuKNN
 from recsys.schema import EventType as E
 
 DAY = 86_400

@@ -5,7 +5,8 @@ Two protocols share one split of the shop's log:
 - *global*: every model is fitted on the events before the cut and asked, at the cut, for each
   held-out user's top-k; the items they went on to cart or buy (or touch at all) are the truth.
   Known users are split by history length and portrait tier; users first seen after the cut
-  ("cold") are asked with their first visit as the session and judged on what followed it.
+  ("cold") are asked when their first visit ends, with its events as their own (as the live
+  store holds them), and judged on what followed it.
 - *session*: every visit after the cut is replayed as an anonymous one, its items revealed one
   at a time, and each next item predicted (HR@k, MRR@k), as in the session-based
   recommendation literature.
@@ -41,7 +42,7 @@ from recsys.baselines import (
     Trending,
     WindowPopular,
 )
-from recsys.blend import POPULAR, SOURCES, Blender
+from recsys.blend import POPULAR, SOURCES, Blender, Events
 from recsys.config import TIERS, Config, EvaluationConfig
 from recsys.errors import ConfigError, NotEnoughHistoryError
 from recsys.metrics import (
@@ -62,7 +63,7 @@ from recsys.split import TimeSplit, cut_sessions, time_split
 from training.dataset import Dataset, build_dataset, subset
 from training.job import Evaluation as JobEvaluation
 from training.job import nightly_model
-from training.scoring import Ranker, served_ranker
+from training.scoring import Asked, Ranker, served_ranker, visit_items
 from training.steps import Steps
 
 log = logging.getLogger(__name__)
@@ -416,20 +417,23 @@ def _available_parts(blend: Blender) -> list[str]:
         "session": s.neighbours is not None or s.copurchase is not None,
         "reminder": True,
         "category_reach": s.item_category is not None and bool((s.item_category >= 0).any()),
+        "baskets": s.tifu is not None,
     }
     return [name for name in SOURCES if name != SOURCES[POPULAR] and present.get(name)]
 
 
 def _part_ranker(blend: Blender, only: str) -> Ranker:
-    def rank(user: int, user_id: Any, n: int, visit: np.ndarray | None, now: int) -> np.ndarray:
+    def rank(user: int, user_id: Any, n: int, visit: Asked, now: int) -> np.ndarray:
+        if isinstance(visit, Events):
+            return blend.rank(user, now, n, only=only, earlier=visit).items
         return blend.rank(user, now, n, session=visit, only=only).items
 
     return rank
 
 
 def _baseline_ranker(baseline: Baseline) -> Ranker:
-    def rank(user: int, user_id: Any, n: int, visit: np.ndarray | None, now: int) -> np.ndarray:
-        return baseline.rank(user, n, visit)
+    def rank(user: int, user_id: Any, n: int, visit: Asked, now: int) -> np.ndarray:
+        return baseline.rank(user, n, visit_items(visit))
 
     return rank
 
@@ -443,7 +447,7 @@ class Requests:
 
     users: np.ndarray  # user index, -1 for cold users
     user_ids: list[Any]  # the shop's user id, None for an anonymous visit
-    visits: list[np.ndarray | None]
+    visits: Sequence[Asked]
     now: np.ndarray
     relevant: dict[str, list[np.ndarray]]  # target -> per request, item codes
     group_rows: dict[str, np.ndarray]  # group -> request rows
@@ -474,8 +478,9 @@ def global_requests(
             "no user of the held-out period has events before the cut: nothing to evaluate "
             "(hold out a shorter period)"
         )
-    # Cold users: first seen after the cut. Their first visit is the session they are asked
-    # with; what they did after it is the truth.
+    # Cold users: first seen after the cut. They are asked when their first visit ends, with
+    # its events as their own (what the live store holds of a customer the model has not
+    # seen); what they did after it is the truth.
     cold_rows = np.flatnonzero((users < 0) & interest)
     cold = test.iloc[cold_rows]
     order = np.lexsort((cold["timestamp"].to_numpy(), pd.factorize(cold["user"])[0]))
@@ -500,14 +505,14 @@ def global_requests(
     raw_cold_ids = [user_id for user_id, keep in zip(raw_cold_ids, shown, strict=True) if keep]
 
     n_known = len(known_users)
-    visits: list[np.ndarray | None] = [_NO_VISIT] * n_known
+    visits: list[Asked] = [_NO_VISIT] * n_known
     now = [split.cut] * n_known
     cold_request_rows = {}
     for code in cold_ids.tolist():
-        rows = np.flatnonzero((cold_codes == code) & first_session)
-        seen = items[cold_rows[rows]]
-        visits.append(seen[seen >= 0])
-        now.append(int(times[cold_rows[rows[-1]]]))
+        visit_rows = cold_rows[np.flatnonzero((cold_codes == code) & first_session)]
+        rows = visit_rows[items[visit_rows] >= 0]
+        visits.append(Events(items[rows], events[rows], times[rows]))
+        now.append(int(times[visit_rows[-1]]))
         cold_request_rows[code] = len(visits) - 1
     request_users = np.concatenate([known_users, np.full(len(cold_ids), -1)])
 
@@ -583,7 +588,7 @@ def _groups(
         "known": "known users (all)",
         "long_history": f"known, {short}+ items before the cut",
         "short_history": f"known, under {short} items before the cut",
-        "cold": "first seen after the cut (first visit as the session)",
+        "cold": "first seen after the cut (asked after their first visit, with its events)",
     }
     tiers = portraits_of(data, engine.config.portraits, now=split.cut).tier_codes[known_users]
     for code in np.unique(tiers).tolist():

@@ -24,7 +24,7 @@ from recsys.errors import GateRefusedError, NotEnoughHistoryError
 from recsys.experiments import experiment_to_dict
 from recsys.ingest import EventLog
 from recsys.jsonable import jsonable
-from recsys.metrics import mean_metrics, ranking_metrics, relevance_codes
+from recsys.metrics import bootstrap_interval, mean_metrics, ranking_metrics, relevance_codes
 from recsys.modeldir import (
     VersionContent,
     clean_stale,
@@ -41,6 +41,7 @@ from recsys.models.neighbours import ItemNeighbours
 from recsys.models.popularity import PopularityModel
 from recsys.models.repurchase import RepurchaseModel
 from recsys.models.segments import SegmentPopularity
+from recsys.models.tifu import TifuKNN
 from recsys.portraits import Portraits, portraits_of
 from recsys.ranker import LearnedRanker
 from recsys.schema import EventType
@@ -79,6 +80,9 @@ class RuleCheck:
     without_rule: float
     kept: bool
     note: str
+    # 95% paired bootstrap interval of (with - without) over the tier's users.
+    low: float = float("nan")
+    high: float = float("nan")
 
 
 @dataclass
@@ -129,7 +133,8 @@ class Evaluation:
                 word = "kept" if rule.kept else "off"
                 lines.append(
                     f"    {rule.tier:<11}{rule.lead:<21}{rule.share:>5.0%} {rule.users:>6,} users"
-                    f"  with {rule.with_rule:.4f}  without {rule.without_rule:.4f}  {word}"
+                    f"  with {rule.with_rule:.4f}  without {rule.without_rule:.4f}"
+                    f"  gain [{rule.low:+.4f}, {rule.high:+.4f}]  {word}"
                     + (f" ({rule.note})" if rule.note else "")
                 )
         return "\n".join(lines)
@@ -190,12 +195,14 @@ def fit_models(
 
 
 def fit_small_models(data: FitData, config: Config, models: dict[str, Model]) -> dict[str, Model]:
-    """Add the models that stay small whatever the log's size: repurchase, content, segments."""
+    """Add the models every trainer fits on one machine: repurchase, content, baskets, segments."""
     cfg = config.models
     if cfg.repurchase.enabled:
         models["repurchase"] = RepurchaseModel(cfg.repurchase).fit(data)
     if cfg.content.enabled:
         models["content"] = ContentModel(cfg.content).fit(data)
+    if cfg.tifu.enabled:
+        models["tifu"] = TifuKNN(cfg.tifu).fit(data)
     if data.n_segments:
         models["segments"] = SegmentPopularity(cfg.popularity).fit(data)
     return models
@@ -403,36 +410,41 @@ def check_rules(
         )
         # The tier's lists as its rules stand now; after each check the rules standing next
         # are the ones just scored (with the rule, or without it), so each is scored once.
-        current = _rules_score(served, leads, who, now, config)
+        current = _rules_scores(served, leads, who, now, config)
         for lead, share in list(rules.items()):
             without = {**leads, tier: {k: v for k, v in leads[tier].items() if k != lead}}
-            with_rule, without_rule = current, _rules_score(served, without, who, now, config)
+            with_values, without_values = current, _rules_scores(served, without, who, now, config)
+            with_rule, without_rule = _mean(with_values), _mean(without_values)
+            gain = bootstrap_interval(with_values - without_values, seed=config.seed)
             enough = len(rows) >= cfg.rule_min_users
             kept = enough and with_rule >= without_rule
             if not kept:
-                leads, current = without, without_rule
+                leads, current = without, without_values
             note = "" if enough else f"under {cfg.rule_min_users} users to score it on"
-            checks.append(
-                RuleCheck(tier, lead, share, len(rows), with_rule, without_rule, kept, note)
-            )
+            check = RuleCheck(tier, lead, share, len(rows), with_rule, without_rule, kept, note)
+            checks.append(dataclasses.replace(check, low=gain.low, high=gain.high))
     final = {tier: rules for tier, rules in leads.items() if rules}
     final |= {tier: {} for tier in served.serving.tier_leads if tier not in final}
     return served.with_serving(_with_leads(served.serving, final)), checks
 
 
-def _rules_score(
+def _rules_scores(
     served: ServedModel,
     leads: dict[str, dict[str, float]],
     who: _Asked,
     now: int,
     config: Config,
-) -> float:
-    """The gate's metric of the served lists of these users under these tier rules."""
+) -> np.ndarray:
+    """The gate's metric of each of these users' served lists under these tier rules."""
     cfg = config.training
     model = served.with_serving(_with_leads(served.serving, leads))
     lists = served_lists(model, who.users, who.ids, cfg.k, now)
-    values = per_user(lists, who.relevant, len(served.items), cfg.k, cfg.gate_metric)
-    return float(np.nanmean(values)) if len(values) else float("nan")
+    return per_user(lists, who.relevant, len(served.items), cfg.k, cfg.gate_metric)
+
+
+def _mean(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if len(finite) else float("nan")
 
 
 def _with_leads(serving: ServingConfig, leads: dict[str, dict[str, float]]) -> ServingConfig:

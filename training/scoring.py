@@ -13,13 +13,23 @@ from typing import Any
 import numpy as np
 
 from recsys.answer import NO_SESSION, for_visitor, pick
+from recsys.blend import NO_EVENTS, Events
 from recsys.filters import Filters
 from recsys.metrics import ranking_metrics
 from recsys.served import ServedModel
 
-# A ranker answers (user index or -1, the user's id or None, n, visit item indices or None,
-# now) -> item indices.
-Ranker = Callable[[int, Any, int, np.ndarray | None, int], np.ndarray]
+# What a visitor brings besides the model's history: this visit's item indices, or their own
+# events since the model's data ended (a customer new since the cut, as the live store holds
+# them), or nothing.
+Asked = np.ndarray | Events | None
+# A ranker answers (user index or -1, the user's id or None, n, what they bring, now) -> item
+# indices.
+Ranker = Callable[[int, Any, int, Asked, int], np.ndarray]
+
+
+def visit_items(visit: Asked) -> np.ndarray | None:
+    """The item indices a visitor brings (a baseline reads no more of them)."""
+    return visit.items if isinstance(visit, Events) else visit
 
 
 def served_ranker(model: ServedModel) -> Ranker:
@@ -27,16 +37,12 @@ def served_ranker(model: ServedModel) -> Ranker:
     serving defaults (filters, tier leads, fallback chain, ranker) and their A/B variant."""
     filters = Filters()
 
-    def rank(user: int, user_id: Any, n: int, visit: np.ndarray | None, now: int) -> np.ndarray:
+    def rank(user: int, user_id: Any, n: int, visit: Asked, now: int) -> np.ndarray:
         view, _variant, n = for_visitor(model, user_id, n)
+        earlier = visit if isinstance(visit, Events) else NO_EVENTS
+        session = visit if isinstance(visit, np.ndarray) else NO_SESSION
         picker, _visit, _due = pick(
-            view,
-            user,
-            user_id,
-            n,
-            filters.resolved(view.serving),
-            now,
-            NO_SESSION if visit is None else visit,
+            view, user, user_id, n, filters.resolved(view.serving), now, session, earlier
         )
         return np.asarray(picker.items, dtype=np.int64)
 
@@ -49,7 +55,7 @@ def served_lists(
     user_ids: Sequence[Any],
     k: int,
     now: int | np.ndarray,
-    visits: Sequence[np.ndarray | None] | None = None,
+    visits: Sequence[Asked] | None = None,
 ) -> np.ndarray:
     """Each user's served top-k as item indices, padded with -1 (users x k)."""
     rank = served_ranker(model)

@@ -47,12 +47,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
-from recsys.errors import ConfigError
+from recsys.config import TifuConfig
 from recsys.history import UserHistory
 from recsys.models.base import FitData, Model
 from recsys.schema import EVENT_TYPES
@@ -64,74 +63,6 @@ _BLOCK_BUDGET = 1 << 22
 _BLOCK_ROWS = 4096
 _EMPTY_ITEMS = np.empty(0, dtype=np.int64)
 _EMPTY_SCORES = np.empty(0, dtype=np.float32)
-
-
-@dataclass(frozen=True)
-class TifuConfig:
-    """TIFU-KNN: decayed personal item frequencies blended with the nearest users' (next basket).
-
-    The paper's grocery settings are group_size 7, within_decay 0.9, group_decay 0.7, k 300,
-    alpha 0.7 (Instacart-like logs: dozens of weekly baskets per customer). The defaults here are
-    for a small shop's log, where most customers have one to three orders months apart. On
-    Online Retail (each customer's last invoice held out; recall@10 0.287 with these defaults)
-    alpha 0.5 to 0.9, group_size 3 or 7 and k 20 to 300 all scored within 0.006 of it, and
-    alpha 1 (no neighbours) 0.019 below.
-    """
-
-    enabled: bool = True
-    # event types whose events make baskets; returns never do.
-    events: tuple[str, ...] = ("purchase",)
-    # 3, not 7: with few orders per customer a group of 7 holds the whole history and the group
-    # decay never acts; in groups of 3 a customer's fourth-newest order on already counts less.
-    group_size: int = 3
-    # the paper's decays: within a group each older basket keeps 0.9, each older group 0.7.
-    within_decay: float = 0.9
-    group_decay: float = 0.7
-    # 50, not 300: most vectors hold one to three items, so similarities fall off fast and the
-    # 300th neighbour shares little; fit cost grows with k.
-    k: int = 50
-    # the paper's 0.7: a customer's own orders still explain most of their next one, and the rest
-    # of the list comes from neighbours (repeat ranks first, explore fills in).
-    alpha: float = 0.7
-    # items stored per user (serving asks for fewer).
-    candidates: int = 100
-    # users with fewer baskets get no vector: no list, and nobody's neighbour.
-    min_baskets: int = 1
-    # the neighbour search reaches other users through each item's this many strongest buyers;
-    # more than k so that a one-item customer's k neighbours stay exact. The search's cost grows
-    # with it: 100 fits 1.4M users in seconds and on Online Retail scored 0.004 below no cap.
-    max_item_users: int = 100
-    # worker threads of the neighbour search (0 = one per core).
-    threads: int = 0
-
-    def __post_init__(self) -> None:
-        if not self.events:
-            raise ConfigError("models.tifu.events must name at least one event type (got ())")
-        for name in self.events:
-            if name not in EVENT_TYPES:
-                raise ConfigError(
-                    f"models.tifu.events: unknown event type {name!r} "
-                    f"(expected one of {EVENT_TYPES})"
-                )
-            if name == "return":
-                raise ConfigError("models.tifu.events: returns are not baskets; remove 'return'")
-        for key in ("group_size", "k", "candidates", "min_baskets", "max_item_users"):
-            value = getattr(self, key)
-            if value <= 0:
-                raise ConfigError(f"models.tifu.{key} must be > 0 (got {value})")
-        for key in ("within_decay", "group_decay"):
-            value = getattr(self, key)
-            if not 0 < value <= 1:
-                raise ConfigError(f"models.tifu.{key} must be in (0, 1] (got {value})")
-        if not 0 <= self.alpha <= 1:
-            raise ConfigError(f"models.tifu.alpha must be in [0, 1] (got {self.alpha})")
-        if self.max_item_users <= self.k:
-            raise ConfigError(
-                f"models.tifu.max_item_users must be > k ({self.k}) "
-                f"(got {self.max_item_users}); raise it with k"
-            )
-        if self.threads < 0:
-            raise ConfigError(f"models.tifu.threads must be >= 0 (got {self.threads})")
 
 
 class TifuKNN(Model):
