@@ -820,7 +820,8 @@ class RankerConfig:
     # label periods stacked for training, newest first, each with models fitted before it.
     # 4, not 2: on the Online Retail validation period served NDCG@20 0.3825 -> 0.3870.
     periods: int = 4
-    # train on at most this many users of each label period (a seeded sample).
+    # train on at most this many users in all, newest period first (a seeded sample): on a
+    # large log the newest period fills it and older periods (a model fit each) are skipped.
     max_users: int = 20_000
     # LightGBM: boosting rounds at most (early stopping on a fifth of the users), leaves per
     # tree, learning rate, smallest leaf.
@@ -831,8 +832,10 @@ class RankerConfig:
     # boosting stops after this many rounds without a better NDCG@20 on the held-out fifth.
     patience: int = 50
     # serve the ranker only if the served lists with it are at least this much better than
-    # with the blend (0: not worse).
+    # with the blend (0: not worse) ...
     min_gain: float = 0.0
+    # ... or "always", whatever the holdout says (an A/B test of the ranker, a benchmark).
+    serve: Literal["if_better", "always"] = "if_better"
 
     def __post_init__(self) -> None:
         _positive("ranker.candidates", self.candidates)

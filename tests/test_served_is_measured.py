@@ -98,9 +98,15 @@ def test_recsys_evaluate_scores_the_engine_as_served_with_its_checked_rules(
     assert any("what Recommender.recommend serves" in note for note in results["notes"])
     nightly = results["nightly"]
     assert nightly is not None and nightly["rules"], "the job's rule checks are reported"
-    # every tier rule the job checked is reported with its users and both scores.
+    # every tier rule the job checked is reported with its users, both scores, the interval of
+    # the gain, and the rule's own target (win-back: bought from the list; discovery: new items).
     for rule in nightly["rules"]:
         assert {"tier", "lead", "users", "with_rule", "without_rule", "kept"} <= set(rule)
+        assert {"low", "high", "target", "target_with", "target_without"} <= set(rule)
+        if rule["users"] > 0 and rule["low"] == rule["low"]:
+            assert rule["low"] <= rule["high"]
+    targets = {rule["lead"]: rule["target"] for rule in nightly["rules"]}
+    assert targets.get("repurchase", "bought from the list (hit rate)").startswith("bought")
     assert results["global"]["targets"]["conversion"]["groups"]["known"]["users"] > 0
 
 

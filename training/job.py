@@ -83,6 +83,10 @@ class RuleCheck:
     # 95% paired bootstrap interval of (with - without) over the tier's users.
     low: float = float("nan")
     high: float = float("nan")
+    # the rule's own target (RULE_TARGETS), with the rule and without it.
+    target: str = ""
+    target_with: float = float("nan")
+    target_without: float = float("nan")
 
 
 @dataclass
@@ -136,6 +140,12 @@ class Evaluation:
                     f"  with {rule.with_rule:.4f}  without {rule.without_rule:.4f}"
                     f"  gain [{rule.low:+.4f}, {rule.high:+.4f}]  {word}"
                     + (f" ({rule.note})" if rule.note else "")
+                    + (
+                        f"; {rule.target}: {rule.target_with:.4f} with, "
+                        f"{rule.target_without:.4f} without"
+                        if rule.target
+                        else ""
+                    )
                 )
         return "\n".join(lines)
 
@@ -368,9 +378,11 @@ def _choose_ranker(
         lists = served_lists(served.with_ranker(ranker), asked.users, asked.ids, cfg.k, now)
         scores[name] = float(np.nanmean(per_user(lists, asked.relevant, n_items, cfg.k,
                                                  cfg.gate_metric)))  # fmt: skip
-    chosen = scores["ranker"] >= scores["blend"] * (1 + config.ranker.min_gain)
+    better = scores["ranker"] >= scores["blend"] * (1 + config.ranker.min_gain)
+    chosen = better or config.ranker.serve == "always"
     metric = f"{cfg.gate_metric}@{cfg.k}"
-    word = "serves" if chosen else "not served: the blend serves"
+    word = "serves" if better else "serves (ranker.serve = always)" if chosen else (
+        "not served: the blend serves")  # fmt: skip
     message = (
         f"learned ranker ({trained.ranker.trees} trees, trained on {trained.users:,} users) "
         f"{word}: {metric} {scores['ranker']:.4f} with it, {scores['blend']:.4f} with the blend"
@@ -388,6 +400,18 @@ def _choose_ranker(
         "message": message,
     }
     return served.with_ranker(trained.ranker if chosen else None), check
+
+
+# What each retention rule exists for, scored beside the gate's metric on its tier's users:
+# win-back (repurchase leads) on the share of the tier whose list holds something they then
+# bought; discovery (favourite categories, segment and new arrivals) on NDCG of what they then
+# bought that they had never bought before.
+RULE_TARGETS: dict[str, tuple[str, str]] = {
+    "repurchase": ("bought from the list (hit rate)", "hit_rate"),
+    "favourite_categories": ("items new to them (ndcg)", "ndcg_new"),
+    "segment_popular": ("items new to them (ndcg)", "ndcg_new"),
+    "new_item": ("items new to them (ndcg)", "ndcg_new"),
+}
 
 
 def check_rules(
@@ -408,38 +432,69 @@ def check_rules(
             [asked.ids[r] for r in rows.tolist()],
             [asked.relevant[r] for r in rows.tolist()],
         )
+        new_to_them = _not_bought_before(served, who)
         # The tier's lists as its rules stand now; after each check the rules standing next
         # are the ones just scored (with the rule, or without it), so each is scored once.
-        current = _rules_scores(served, leads, who, now, config)
+        current = _rules_lists(served, leads, who, now, config)
         for lead, share in list(rules.items()):
             without = {**leads, tier: {k: v for k, v in leads[tier].items() if k != lead}}
-            with_values, without_values = current, _rules_scores(served, without, who, now, config)
+            with_lists, without_lists = current, _rules_lists(served, without, who, now, config)
+            n_items = len(served.items)
+            with_values = per_user(with_lists, who.relevant, n_items, cfg.k, cfg.gate_metric)
+            without_values = per_user(without_lists, who.relevant, n_items, cfg.k, cfg.gate_metric)
             with_rule, without_rule = _mean(with_values), _mean(without_values)
             gain = bootstrap_interval(with_values - without_values, seed=config.seed)
             enough = len(rows) >= cfg.rule_min_users
             kept = enough and with_rule >= without_rule
             if not kept:
-                leads, current = without, without_values
+                leads, current = without, without_lists
             note = "" if enough else f"under {cfg.rule_min_users} users to score it on"
             check = RuleCheck(tier, lead, share, len(rows), with_rule, without_rule, kept, note)
-            checks.append(dataclasses.replace(check, low=gain.low, high=gain.high))
+            label, metric = RULE_TARGETS.get(lead, ("", ""))
+            target: dict[str, float] = {}
+            if metric:
+                relevant = new_to_them if metric == "ndcg_new" else who.relevant
+                name = "ndcg" if metric == "ndcg_new" else metric
+                target = {
+                    "with": _mean(per_user(with_lists, relevant, n_items, cfg.k, name)),
+                    "without": _mean(per_user(without_lists, relevant, n_items, cfg.k, name)),
+                }
+            checks.append(
+                dataclasses.replace(
+                    check,
+                    low=gain.low,
+                    high=gain.high,
+                    target=label,
+                    target_with=target.get("with", float("nan")),
+                    target_without=target.get("without", float("nan")),
+                )
+            )
     final = {tier: rules for tier, rules in leads.items() if rules}
     final |= {tier: {} for tier in served.serving.tier_leads if tier not in final}
     return served.with_serving(_with_leads(served.serving, final)), checks
 
 
-def _rules_scores(
+def _not_bought_before(served: ServedModel, who: _Asked) -> list[np.ndarray]:
+    """Each user's relevant items they had never bought before the cut."""
+    history = served.blender.strategies.history
+    out = []
+    for user, relevant in zip(who.users.tolist(), who.relevant, strict=True):
+        items, events, _times = history.of(user)
+        bought = items[events == EventType.PURCHASE]
+        out.append(relevant[~np.isin(relevant, bought)])
+    return out
+
+
+def _rules_lists(
     served: ServedModel,
     leads: dict[str, dict[str, float]],
     who: _Asked,
     now: int,
     config: Config,
 ) -> np.ndarray:
-    """The gate's metric of each of these users' served lists under these tier rules."""
-    cfg = config.training
+    """These users' served top-k lists under these tier rules."""
     model = served.with_serving(_with_leads(served.serving, leads))
-    lists = served_lists(model, who.users, who.ids, cfg.k, now)
-    return per_user(lists, who.relevant, len(served.items), cfg.k, cfg.gate_metric)
+    return served_lists(model, who.users, who.ids, config.training.k, now)
 
 
 def _mean(values: np.ndarray) -> float:

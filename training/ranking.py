@@ -68,14 +68,20 @@ def fit_ranker(
     labels: list[np.ndarray] = []
     groups: list[int] = []
     end, label_start = cut, cut
+    # ranker.max_users is a budget over every period, newest first: on a large log the newest
+    # period fills it, and older periods (a model fit each) are not needed.
+    budget = cfg.max_users
     for _period in range(cfg.periods):
-        found = _period_lists(dataset, config, end, label_days, fit, serve, rng)
+        if budget <= 0:
+            break
+        found = _period_lists(dataset, config, end, label_days, fit, serve, rng, budget)
         if found is None:
             break
         label_start = found[3]
         blocks += found[0]
         labels += found[1]
         groups += found[2]
+        budget -= found[4]
         end = label_start
     if len(groups) < 20:
         log.warning("ranker not trained: only %d users with a candidate they went on to use",
@@ -114,8 +120,10 @@ def _period_lists(
     fit: Fitter,
     serve: Server,
     rng: np.random.Generator,
-) -> tuple[list[np.ndarray], list[np.ndarray], list[int], int] | None:
-    """Feature rows, labels and list sizes of one label period ending at `end`, and its start."""
+    max_users: int,
+) -> tuple[list[np.ndarray], list[np.ndarray], list[int], int, int] | None:
+    """Feature rows, labels and list sizes of one label period ending at `end` (at most
+    `max_users` users, a seeded sample), its start, and how many users were asked."""
     cfg = config.ranker
     frame = dataset.events.frame
     before = frame.loc[frame["timestamp"].to_numpy() < end]
@@ -138,8 +146,8 @@ def _period_lists(
     asked = np.unique(users)
     if len(asked) == 0:
         return None
-    if len(asked) > cfg.max_users:
-        asked = np.sort(rng.choice(asked, cfg.max_users, replace=False))
+    if len(asked) > max_users:
+        asked = np.sort(rng.choice(asked, max_users, replace=False))
     served = serve(config, train, data, models, users=asked.astype(np.int64))
     grade = np.where(np.isin(events, _CONVERSIONS), 2, 1).astype(np.int64)
     order = np.lexsort((items, users))
@@ -164,7 +172,7 @@ def _period_lists(
         blocks.append(ranker_features(served, found, user, split.cut))
         labels.append(label)
         groups.append(len(found))
-    return blocks, labels, groups, split.cut
+    return blocks, labels, groups, split.cut, len(asked)
 
 
 def _stack(

@@ -28,10 +28,13 @@ def main() -> None:
     parser.add_argument("--format", default="parquet", choices=["parquet", "csv", "jsonl"])
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--chunk-size", type=int, default=20_000)
+    parser.add_argument(
+        "--ranker", action="store_true", help="the model with the learned ranker served"
+    )
     args = parser.parse_args()
     from serving.export import export
 
-    root = _ensure_model()
+    root = _ensure_model(args.ranker)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / f"recs.{args.format}"
         summary = export(
