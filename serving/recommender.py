@@ -26,7 +26,7 @@ from recsys.filters import Filters, Picker
 from recsys.ids import IdMap
 from recsys.served import ServedModel
 from serving.exposures import Exposure, ExposureSink
-from serving.live import LiveStore, events_for, live_event, store_key
+from serving.live import LiveEventStore, LiveStore, events_for, live_event, store_key
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ class Recommender:
         *,
         exposures: ExposureSink | None = None,
         experiments: Sequence[ExperimentConfig] | None = None,
+        live: LiveEventStore | None = None,
     ) -> None:
         self.root = root
         # Experiments given here replace the model's own (from its training config), also
@@ -55,7 +56,7 @@ class Recommender:
         # from sight, and never the page's problem.
         self.exposure_errors = 0
         # What visitors did since the model's data ended; it outlives reloads.
-        self.live = LiveStore(model.serving.live)
+        self.live: LiveEventStore = live if live is not None else LiveStore(model.serving.live)
 
     @classmethod
     def load(
@@ -64,14 +65,22 @@ class Recommender:
         *,
         exposures: ExposureSink | None = None,
         experiments: Sequence[ExperimentConfig] | None = None,
+        redis_url: str | None = None,
     ) -> Recommender:
         """Load the current published model of a model directory (or one version folder).
 
         `exposures` records every list returned (e.g. a JsonlExposureLog, for A/B analysis);
-        `experiments` replace the ones the model was trained with.
+        `experiments` replace the ones the model was trained with; `redis_url` keeps live events
+        in Redis, shared by every process that serves the shop (default: in this process).
         """
         root = Path(path)
-        return cls(root, ServedModel.load(root), exposures=exposures, experiments=experiments)
+        model = ServedModel.load(root)
+        live = None
+        if redis_url:
+            from serving.live import RedisLiveStore
+
+            live = RedisLiveStore(redis_url, model.serving.live)
+        return cls(root, model, exposures=exposures, experiments=experiments, live=live)
 
     def _running(self, model: ServedModel) -> ServedModel:
         if self._experiments is None:

@@ -40,3 +40,11 @@ CLICKS = {
     "timestamp_unit": "s",
     "columns": {"user": "user", "item": "item", "timestamp": "ts", "event": "event"},
 }
+
+
+@pytest.fixture(scope="session")
+def shop_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The serving shop of tests/serving_shop.py, trained once (read it, never change it)."""
+    from tests.serving_shop import build_shop_model
+
+    return build_shop_model(tmp_path_factory.mktemp("serving-shop"))

@@ -16,7 +16,7 @@ from recsys.schema import EVENT_TYPES
 from recsys.split import time_split
 from serving import Recommender
 from serving.live import LiveEvent, LiveStore
-from tests.serving_shop import DAY, END_DAY, T0, build_shop_model, shop_config, write_shop
+from tests.serving_shop import DAY, END_DAY, T0, shop_config, write_shop
 from training.dataset import build_dataset, subset
 from training.job import nightly_model, version_content
 from training.scoring import served_ranker
@@ -25,14 +25,9 @@ from training.steps import Steps
 NOW = T0 + END_DAY * DAY
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_shop_model(tmp_path_factory.mktemp("shop"))
-
-
 @pytest.fixture
-def rec(models: Path) -> Recommender:
-    return Recommender.load(models)
+def rec(shop_models: Path) -> Recommender:
+    return Recommender.load(shop_models)
 
 
 def test_an_item_nobody_rebuys_is_gone_from_the_next_list_once_bought(rec: Recommender) -> None:
@@ -59,15 +54,19 @@ def test_a_cart_becomes_a_reminder_at_once(rec: Recommender) -> None:
     assert "in your cart since" in found["sku19"].reason
 
 
-def test_a_new_visitors_events_change_their_list(rec: Recommender) -> None:
+def test_a_new_visitors_third_event_changes_their_list(rec: Recommender) -> None:
     user = 4242
     first = rec.recommend(user, n=10, now=NOW)
     assert not first.user_known
-    for offset, item in enumerate(["sku3", "sku3", "sku11"]):
-        rec.record_event(user, item, "view", NOW - 600 + offset)
-    after = rec.recommend(user, n=10, now=NOW)
-    assert after.item_ids != first.item_ids
-    assert {r.source for r in after} - {"popular", "trending", "segment_popular"}
+    rec.record_event(user, "sku3", "view", NOW - 600)
+    rec.record_event(user, "sku3", "view", NOW - 590)
+    after_two = rec.recommend(user, n=10, now=NOW)
+    assert after_two.item_ids != first.item_ids
+    rec.record_event(user, "sku11", "cart", NOW - 580)
+    after_three = rec.recommend(user, n=10, now=NOW)
+    assert after_three.item_ids != after_two.item_ids
+    assert "sku11" in after_three.item_ids  # the cart, as a reminder
+    assert {r.source for r in after_three} - {"popular", "trending", "segment_popular"}
 
 
 def test_an_anonymous_visitor_is_kept_apart_from_a_user_with_the_same_id(rec: Recommender) -> None:

@@ -1,9 +1,10 @@
-"""The `recsys` command: a thin face over the trainer and serving (recommend, export)."""
+"""The `recsys` command: a thin face over the trainer and serving (recommend, serve, export)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,8 @@ EXIT_INTERNAL = 1  # a bug or an environment failure: look at the traceback
 EXIT_BAD_INPUT = 2  # bad configuration or input files: fix them and rerun
 EXIT_GATE_REFUSED = 3  # the new model is worse: the published one stays current
 EXIT_LOCKED = 4  # another run holds the model directory: nothing was done
+
+log = logging.getLogger("recsys")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -162,6 +165,27 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--item", help="a product page: print similar and complementary items")
     rec.add_argument("--n", type=int, default=10)
     rec.set_defaults(run=_recommend)
+
+    srv = sub.add_parser(
+        "serve", help="answer over HTTP (JSON; OpenAPI docs on /docs), following CURRENT"
+    )
+    srv.add_argument("--models", required=True, type=Path, help="the model directory")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--workers", type=int, default=1, help="worker processes (use --redis)")
+    srv.add_argument(
+        "--redis", help="Redis URL for live events shared by every worker (default: in-process)"
+    )
+    srv.add_argument(
+        "--api-key-env",
+        default="RECSYS_API_KEY",
+        help="environment variable holding the key POST /events requires (unset: no key)",
+    )
+    srv.add_argument("--exposures", type=Path, help="JSON-lines log of every list shown (A/B)")
+    srv.add_argument(
+        "--reload-seconds", type=float, default=30.0, help="how often to check CURRENT (0: never)"
+    )
+    srv.set_defaults(run=_serve)
 
     exp = sub.add_parser(
         "export", help="write every user's recommendation list (as serving gives it) to a file"
@@ -376,6 +400,47 @@ def _days(text: str) -> float:
     if days <= 0:
         raise ConfigError(f"--window must be positive (got {text!r})")
     return days
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from serving import http
+    except ImportError as exc:
+        raise ConfigError(
+            f"recsys serve needs the [serve] extra ({exc.name} is missing): "
+            "pip install 'recsys[serve]'"
+        ) from None
+    from recsys.modeldir import current_path
+
+    current_path(args.models)  # a clear ModelDirError now, not in every worker
+    if args.workers > 1 and not args.redis:
+        log.warning(
+            "%d workers without --redis: each keeps its own live events, so a visitor's next "
+            "answer may not see what they just did; pass --redis URL",
+            args.workers,
+        )
+    os.environ[http.ENV_MODELS] = str(Path(args.models).resolve())
+    os.environ[http.ENV_RELOAD] = str(args.reload_seconds)
+    if args.redis:
+        os.environ[http.ENV_REDIS] = args.redis
+    if args.exposures:
+        os.environ[http.ENV_EXPOSURES] = str(args.exposures.resolve())
+    key = os.environ.get(args.api_key_env)
+    if key:
+        os.environ[http.ENV_API_KEY] = key
+    # BLAS threads of concurrent calls would fight over the cores.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    uvicorn.run(
+        "serving.http:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="info" if not args.quiet else "warning",
+    )
+    return EXIT_OK
 
 
 def _recommend(args: argparse.Namespace) -> int:
