@@ -313,6 +313,16 @@ def _not_rebought_live(model: ServedModel, earlier: Events) -> np.ndarray:
     return bought[~repurchase.rebuyable_[bought]]
 
 
+def check_servable(model: ServedModel) -> None:
+    """Answer once for the first known user and once for an anonymous visit (raises if the
+    model cannot)."""
+    for user in (0, -1) if len(model.users) else (-1,):
+        user_id = model.users.ids[user] if user >= 0 else None
+        view, _variant, n = for_visitor(model, user_id, 10)
+        session = NO_SESSION if user >= 0 else model.items_by_rank[:1].astype(np.int64)
+        pick(view, user, user_id, n, Filters().resolved(view.serving), model.data_end, session)
+
+
 def check_n(n: Any, max_n: int) -> int:
     if isinstance(n, bool) or not isinstance(n, int | np.integer):
         raise ValueError(f"n must be a whole number (got {type(n).__name__} {n!r})")

@@ -21,6 +21,8 @@ T = TypeVar("T")
 OnError = Literal["strict", "quarantine"]
 Duplicates = Literal["drop", "keep"]
 Repeats = Literal["sum", "once", "log1p"]
+IdType = Literal["auto", "int", "text"]
+MAX_FACTORS = 4096
 TimestampUnit = Literal["s", "ms", "us", "ns", "datetime"]
 FileFormat = Literal["auto", "csv", "parquet"]
 
@@ -78,8 +80,18 @@ class EventsSource:
     exclude_items: tuple[str, ...] = ()
     # rows that are not interest, e.g. MovieLens ratings below 4: set aside as skipped_by_rule.
     skip_rules: tuple[RowRule, ...] = ()
+    # the type of user and item ids: "int" (a row whose id is not a whole number is rejected as
+    # bad_user_id / bad_item_id), "text", or "auto": whole numbers if every id is one, else
+    # text. Under "auto" the nightly job keeps the published model's types, so one junk id
+    # never turns every customer's id into text (and 17850 into "17850").
+    user_id_type: IdType = "auto"
+    item_id_type: IdType = "auto"
 
     def __post_init__(self) -> None:
+        if not self.path:
+            raise ConfigError("events.path must name at least one file (got [])")
+        if self.timestamp_format is not None:
+            _check_time_format("events.timestamp_format", self.timestamp_format)
         _check_rules("events.return_rules", "return rule", self.return_rules)
         _check_rules("events.skip_rules", "skip rule", self.skip_rules)
         _check_event_type("events.default_event", self.default_event)
@@ -230,6 +242,12 @@ class ALSConfig:
 
     def __post_init__(self) -> None:
         _positive("models.als.factors", self.factors)
+        if self.factors > MAX_FACTORS:
+            # 1.4M users x 100k factors is a terabyte: a typo, not a model.
+            raise ConfigError(
+                f"models.als.factors must be <= {MAX_FACTORS} (got {self.factors}); 32 to 256 "
+                "is the usual range"
+            )
         _positive("models.als.iterations", self.iterations)
         _non_negative("models.als.regularization", self.regularization)
         _positive("models.als.alpha", self.alpha)
@@ -1006,6 +1024,8 @@ class Config:
                 "(e.g. 'Europe/London', 'Asia/Shanghai', 'UTC')"
             ) from exc
         check_experiments(self.experiments, self.blend, self.serving)
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError(f"seed must be a whole number in 0..2**32-1 (got {self.seed})")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the configuration as plain JSON-ready data."""
@@ -1053,13 +1073,37 @@ def section_from_dict(cls: type[T], data: dict[str, Any], key: str) -> T:
 
 
 def _positive(key: str, value: float) -> None:
+    _finite(key, value)
     if value <= 0:
         raise ConfigError(f"{key} must be > 0 (got {value})")
 
 
 def _non_negative(key: str, value: float) -> None:
+    _finite(key, value)
     if value < 0:
         raise ConfigError(f"{key} must be >= 0 (got {value})")
+
+
+def _finite(key: str, value: float) -> None:
+    # NaN passes every comparison test, and infinity every upper bound: refused by name.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number (got {value})")
+
+
+def _check_time_format(key: str, fmt: str) -> None:
+    """A strftime-style format must read back what it writes (a bad directive does not)."""
+    import datetime as dt
+
+    sample = dt.datetime(2001, 2, 3, 4, 5, 6, tzinfo=dt.UTC)
+    try:
+        if "%" not in fmt:
+            raise ValueError("it has no % directive")
+        dt.datetime.strptime(sample.strftime(fmt), fmt)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{key} {fmt!r} is not a time format strptime can read ({exc}); use directives such "
+            "as '%Y-%m-%d %H:%M:%S' or '%d/%m/%Y %H:%M'"
+        ) from None
 
 
 def _check_event_type(key: str, value: str) -> None:
@@ -1126,11 +1170,14 @@ def _coerce(tp: Any, value: Any, key: str, base_dir: Path) -> Any:
     if tp is Path:
         if not isinstance(value, str):
             raise ConfigError(f"{key} must be a path string (got {_kind(value)})")
+        if "\x00" in value:
+            raise ConfigError(f"{key} contains a NUL byte (got {value!r}); no file has such a name")
         path = Path(value).expanduser()
         return path if path.is_absolute() else (base_dir / path).resolve()
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key} must be a number (got {_kind(value)})")
+        _finite(key, float(value))
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):

@@ -13,8 +13,8 @@ import pandas as pd
 
 from recsys.config import Config, EventsSource, RowRule, ValidationConfig
 from recsys.errors import EventsSchemaError, SchemaError
-from recsys.schema import EVENT_TYPES, REASON_CODES, REASONS, EventType
-from recsys.tables import normalize_ids, read_columns, to_numbers
+from recsys.schema import EVENT_TYPES, MAX_AMOUNT, REASON_CODES, REASONS, EventType
+from recsys.tables import normalize_ids, read_columns, to_numbers, typed_ids
 from recsys.times import format_instant, parse_instant, parse_times
 
 log = logging.getLogger(__name__)
@@ -172,8 +172,7 @@ def _read_sources(src: EventsSource) -> tuple[pd.DataFrame, dict[str, int]]:
     # named with the config key that asks for it.
     skip_cols = [r.column for r in src.skip_rules]
     optional = [c for c in (cols.quantity, cols.price, cols.session, cols.category) if c]
-    text = [c for c in (cols.user, cols.item, cols.session, cols.event, cols.category) if c]
-    text += [r.column for r in src.return_rules + src.skip_rules if r.less_than is None]
+    text = raw_text_columns(src)
     frames = []
     files: dict[str, int] = {}
     for i, path in enumerate(src.path):
@@ -209,10 +208,12 @@ def _map_and_validate(
     n = len(raw)
     masks: dict[str, np.ndarray] = {}
 
-    user = normalize_ids(raw[cols.user])
-    item = normalize_ids(raw[cols.item])
-    masks["missing_user"] = user.isna().to_numpy()
-    masks["missing_item"] = item.isna().to_numpy()
+    user, bad_user = typed_ids(raw[cols.user], src.user_id_type)
+    item, bad_item = typed_ids(raw[cols.item], src.item_id_type)
+    masks["missing_user"] = user.isna().to_numpy() & ~bad_user
+    masks["missing_item"] = item.isna().to_numpy() & ~bad_item
+    masks["bad_user_id"] = bad_user
+    masks["bad_item_id"] = bad_item
 
     seconds, masks["bad_timestamp"] = parse_times(
         raw[cols.timestamp],
@@ -252,12 +253,16 @@ def _map_and_validate(
     # Returns carry negative quantities in many logs, whether a rule or the event column says so.
     masks["negative_quantity"] = (quantity < 0) & ~is_return & (event != EventType.RETURN)
     quantity = np.abs(quantity)
+    masks["implausible_quantity"] = ~np.isnan(quantity) & ~(quantity <= MAX_AMOUNT)
+    # A purchase of nothing is not a purchase (views and carts may carry any quantity).
+    masks["zero_quantity"] = (quantity == 0) & (event == EventType.PURCHASE)
 
     if cols.price and cols.price in raw:
         price, masks["bad_price"] = to_numbers(raw[cols.price])
     else:
         price, masks["bad_price"] = np.full(n, np.nan), np.zeros(n, dtype=bool)
     masks["negative_price"] = price < 0
+    masks["implausible_price"] = ~np.isnan(price) & ~(np.abs(price) <= MAX_AMOUNT)
 
     data: dict[str, Any] = {
         "user": _plain_ids(user),
@@ -378,6 +383,20 @@ def _rule_mask(raw: pd.DataFrame, rules: tuple[RowRule, ...]) -> np.ndarray:
     return mask
 
 
+def raw_text_columns(src: EventsSource) -> list[str]:
+    """The raw columns a CSV reader must keep as text (every reader: local and Spark).
+
+    Ids keep their leading zeros; a timestamp column with a `timestamp_format` is text, so the
+    format decides how it reads, not the reader's guess (%Y-%d-%m is not %Y-%m-%d).
+    """
+    cols = src.columns
+    text = [c for c in (cols.user, cols.item, cols.session, cols.event, cols.category) if c]
+    text += [r.column for r in src.return_rules + src.skip_rules if r.less_than is None]
+    if src.timestamp_format:
+        text.append(cols.timestamp)
+    return text
+
+
 def _raise_first_fatal(
     raw: pd.DataFrame,
     reasons: np.ndarray,
@@ -388,6 +407,8 @@ def _raise_first_fatal(
     column_of = {
         "missing_user": cols.user,
         "missing_item": cols.item,
+        "bad_user_id": cols.user,
+        "bad_item_id": cols.item,
         "bad_timestamp": cols.timestamp,
         "timestamp_out_of_range": cols.timestamp,
         "unknown_event": cols.event,
@@ -395,6 +416,9 @@ def _raise_first_fatal(
         "negative_quantity": cols.quantity,
         "bad_price": cols.price,
         "negative_price": cols.price,
+        "implausible_quantity": cols.quantity,
+        "implausible_price": cols.price,
+        "zero_quantity": cols.quantity,
     }
     for code_index, reason in enumerate(REASONS, start=1):
         if not reason.fatal or reason.code not in counts:

@@ -370,9 +370,10 @@ class VerifiedVersion:
         if file_name not in self._blobs:
             raise ModelDirError(f"{path}: not listed in {MANIFEST}; {_CORRUPT}")
         try:
-            return _npz_arrays(self._blobs[file_name])
+            arrays = _npz_arrays(self._blobs[file_name])
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise ModelDirError(f"{path}: cannot be read as arrays ({exc}); {_CORRUPT}") from None
+        return checked_arrays(path, arrays)
 
     def table(self, name: str) -> pa.Table:
         """The table of `{name}.parquet`."""
@@ -474,6 +475,34 @@ class VersionContent:
             return writer.commit(self.fields)
 
 
+def checked_arrays(path: Path, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Refuse arrays no model writes: text or object dtypes, and CSR row pointers that do not
+    start at 0, run backwards or point past their entries (ModelDirError names the array)."""
+    for key, array in arrays.items():
+        if array.dtype.kind not in "biuf":
+            raise ModelDirError(
+                f"{path}: array {key!r} holds {array.dtype} values, not numbers; {_CORRUPT}"
+            )
+    for key, indptr in arrays.items():
+        if not key.endswith("indptr"):
+            continue
+        stem = key[: -len("indptr")]
+        entries = next(
+            (arrays[k] for k in (f"{stem}indices", f"{stem}items", f"{stem}item") if k in arrays),
+            None,
+        )
+        bad = indptr.ndim != 1 or len(indptr) == 0 or int(indptr[0]) != 0
+        bad = bad or bool(np.any(np.diff(indptr.astype(np.int64)) < 0))
+        if entries is not None and not bad:
+            bad = int(indptr[-1]) > len(entries)
+        if bad:
+            raise ModelDirError(
+                f"{path}: array {key!r} is not a valid row pointer (it must start at 0, never "
+                f"decrease and end within its entries); {_CORRUPT}"
+            )
+    return arrays
+
+
 def _checked_path(version_dir: Path, file_name: str, entry: dict[str, Any]) -> Path:
     """The path of a listed file, after checking its name, presence and size."""
     if not _NAME_RE.fullmatch(file_name) or file_name == MANIFEST:
@@ -483,6 +512,9 @@ def _checked_path(version_dir: Path, file_name: str, entry: dict[str, Any]) -> P
             f"name; {_CORRUPT}"
         )
     path = version_dir / file_name
+    if path.is_symlink():
+        # A link may point anywhere (another version, /etc): a version holds its own files.
+        raise ModelDirError(f"{path}: is a symbolic link, not a file of this version; {_CORRUPT}")
     if not path.is_file():
         raise ModelDirError(f"{path}: listed in {MANIFEST} but missing; {_CORRUPT}")
     size = path.stat().st_size

@@ -44,9 +44,14 @@ class Reason:
 
 
 # In priority order: a row breaking several rules is rejected for the first one listed.
+# Quantities and prices above this are typos or overflow (1e40 items, a price of 1e400), not
+# sales: set aside, never summed into a customer's monetary value.
+MAX_AMOUNT = 1e9
 REASONS: tuple[Reason, ...] = (
     Reason("missing_user", "empty user ids"),
     Reason("missing_item", "empty item ids"),
+    Reason("bad_user_id", "user ids that are not whole numbers (the ids of this shop are)"),
+    Reason("bad_item_id", "item ids that are not whole numbers (the ids of this shop are)"),
     Reason("bad_timestamp", "values that are not times"),
     Reason("timestamp_out_of_range", "times outside the plausible range"),
     Reason("out_of_window", "times outside the configured window", fatal=False),
@@ -57,6 +62,9 @@ REASONS: tuple[Reason, ...] = (
     Reason("negative_quantity", "negative quantities that no return rule matched"),
     Reason("bad_price", "prices that are not numbers"),
     Reason("negative_price", "negative prices"),
+    Reason("implausible_quantity", f"quantities that are infinite or above {MAX_AMOUNT:g}"),
+    Reason("implausible_price", f"prices that are infinite or above {MAX_AMOUNT:g}"),
+    Reason("zero_quantity", "purchases of quantity 0"),
     Reason("duplicate", "exact duplicates of an earlier row", fatal=False),
 )
 REASON_CODES: tuple[str, ...] = tuple(r.code for r in REASONS)

@@ -106,7 +106,21 @@ class ServedModel:
             raise ModelDirError(f"{path}: no such model directory; run `recsys train` first")
         version_dir = path if (path / "manifest.json").exists() else current_path(path)
         started = time.perf_counter()
-        model = cls.from_files(VerifiedVersion.read(version_dir))
+        try:
+            model = cls.from_files(VerifiedVersion.read(version_dir))
+            # A first answer, known and anonymous: arrays that check out but cannot answer
+            # (an index past the catalogue, a short array) fail here, not on a shop's page.
+            from recsys.answer import check_servable
+
+            check_servable(model)
+        except ModelDirError:
+            raise
+        except Exception as exc:
+            # One error class for every bad directory, whatever broke inside it.
+            raise ModelDirError(
+                f"{version_dir}: cannot be served ({type(exc).__name__}: {exc}); publish another "
+                "version or run `recsys train` again"
+            ) from exc
         log.info(
             "loaded model %s (%d users, %d items) in %.2fs",
             model.version,

@@ -149,6 +149,38 @@ def _csv_error(path: Path, what: str, encoding: str, exc: Exception) -> InputFil
     return InputFileError(f"{path}: {what} file is not a readable CSV file ({text})")
 
 
+def typed_ids(values: pd.Series, kind: str = "auto") -> tuple[pd.Series, np.ndarray]:
+    """Return (ids of the asked type, mask of present ids that do not fit it).
+
+    "auto" is normalize_ids (nothing misfits); "text" keeps every id as text; "int" reads
+    whole numbers (17850, 17850.0) as Int64 and marks the rest (N/A, 85123A) as misfits.
+    """
+    if kind == "text":
+        text = _as_text(values)
+        # 17850.0 (a spreadsheet's whole number) is the id "17850", as under "auto"; "007" and
+        # "85123A" stay as written.
+        arr = pa.array(text.fillna(""), type=pa.string())
+        whole = pc.match_substring_regex(arr, _INT_TEXT).to_numpy(zero_copy_only=False)
+        if whole.any():
+            text[whole] = text[whole].str.replace(r"\.0*$", "", regex=True)
+        return text, np.zeros(len(values), dtype=bool)
+    if kind == "int":
+        text = _as_text(values)
+        present = text.notna().to_numpy()
+        arr = pa.array(text.fillna(""), type=pa.string())
+        whole = pc.match_substring_regex(arr, _INT_TEXT).to_numpy(zero_copy_only=False)
+        fits = whole & present
+        ids = pd.Series(pd.NA, index=values.index, dtype="Int64")
+        if fits.any():
+            numbers = pd.to_numeric(text[fits].str.replace(r"\.0*$", "", regex=True),
+                                    errors="coerce")  # fmt: skip
+            ok = numbers.notna() & (numbers.abs() < 2**63)
+            ids[numbers.index[ok.to_numpy()]] = numbers[ok].astype("Int64")
+            fits[np.flatnonzero(fits)[~ok.to_numpy()]] = False
+        return ids, present & ~fits
+    return normalize_ids(values), np.zeros(len(values), dtype=bool)
+
+
 def normalize_ids(values: pd.Series) -> pd.Series:
     """Return ids as nullable Int64 when every id is a whole number written plainly, else as text.
 

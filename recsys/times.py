@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -10,6 +11,8 @@ import pandas as pd
 
 from recsys.errors import ConfigError, SchemaError
 from recsys.tables import to_numbers
+
+log = logging.getLogger(__name__)
 
 _PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 NAT = np.iinfo(np.int64).min
@@ -23,6 +26,10 @@ def parse_times(
     Naive date-times are read in the shop's time zone; numbers are epoch counts in `unit`.
     """
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        if fmt:
+            # The file itself stores times (Parquet): there is no text for the format to read.
+            log.warning("column %r holds times already; timestamp_format %r does not apply",
+                        column, fmt)  # fmt: skip
         return _datetimes_to_seconds(pd.Series(values), timezone)
     if unit in _PER_SECOND:
         if pd.api.types.is_integer_dtype(values.dtype):

@@ -129,6 +129,10 @@ class _Counts:
         self.recorded = self.written = self.dropped = self.failed = 0
         self.last_error: str | None = None
         self.warned_drop = self.warned_fail = False
+        # the batch the writer holds, and whether close() gave up on it (counted as dropped
+        # then; moved to written or failed if the writer still finishes it).
+        self.in_flight = 0
+        self.abandoned = False
 
     def stats(self) -> SinkStats:
         """A snapshot of the counts."""
@@ -148,6 +152,10 @@ class _Counts:
     def done(self, written: int, failed: int, error: str | None) -> None:
         """Count a batch's written and failed exposures; warn at the first failure."""
         with self.lock:
+            self.in_flight = 0
+            if self.abandoned:
+                # close() counted this batch as dropped; the process outlived it after all.
+                self.dropped -= written + failed
             self.written += written
             self.failed += failed
             if error is not None:
@@ -269,9 +277,16 @@ class JsonlExposureLog(_Closing):
         atexit.unregister(self._close_at_exit)
         self._stop.set()
         self._thread.join(timeout)
-        left = len(self._take(self.queue_size))
+        counts = self._counts
+        with counts.lock:
+            # A batch the writer still holds would die with the process (a daemon thread):
+            # counted as dropped now, and the writer leaves it alone.
+            held = counts.in_flight if self._thread.is_alive() else 0
+            counts.abandoned = self._thread.is_alive()
+        left = len(self._take(self.queue_size)) + held
         if left:
-            self._counts.drop(left, f"still queued when close() timed out after {timeout}s")
+            counts.drop(left, f"still queued or being written when close() timed out after "
+                        f"{timeout}s")  # fmt: skip
         if self._thread.is_alive():
             log.warning(
                 "exposure log %s: the writer did not finish within %ss (slow disk?)",
@@ -291,6 +306,12 @@ class JsonlExposureLog(_Closing):
         while True:
             stopping = self._stop.wait(self.flush_seconds)
             while batch := self._take(_MAX_BATCH):
+                with self._counts.lock:
+                    if self._counts.abandoned:
+                        # close() gave up and counted what was queued: nothing more is ours.
+                        self._counts.dropped += len(batch)
+                        continue
+                    self._counts.in_flight = len(batch)
                 try:
                     self._write_batch(batch)
                 except Exception as exc:  # a bug must not end the thread and stop the log

@@ -192,6 +192,20 @@ class Recommender:
         """
         model = self._model  # one model for the whole call, even if reload() swaps meanwhile
         n = check_n(n, model.serving.max_n)
+        session_items = _id_list("session_items", session_items)
+        exclude = _id_list("exclude", exclude) or ()
+        categories = _id_list("categories", categories)
+        if max_per_category is not None and (
+            isinstance(max_per_category, bool)
+            or not isinstance(max_per_category, int)
+            or max_per_category < 0
+        ):
+            raise ValueError(
+                "max_per_category must be a whole number >= 0 (0: no cap; "
+                f"got {max_per_category!r})"
+            )
+        if now is not None:
+            now = _check_now(now)
         # Checked before the variant is chosen, so that every visitor's bad id fails alike.
         checked = None if user_id is None else _check_id(user_id, model.users)
         model, variant, n = for_visitor(model, user_id if user_id is not None else visitor_id, n)
@@ -311,6 +325,32 @@ class Recommender:
         n = check_n(n, model.serving.max_n)
         item = model.items.index_of(_check_id(item_id, model.items))
         return model, item, Picker(n, [item] if item >= 0 else [], None, model.item_category, 0)
+
+
+def _id_list(name: str, values: Any) -> list[Any] | None:
+    """A list argument of ids; a lone string would be read letter by letter, so it is refused."""
+    if values is None:
+        return None
+    if isinstance(values, str | bytes):
+        raise ValueError(f"{name} must be a list of ids, not one string ({values!r}); "
+                         f"pass [{values!r}]")  # fmt: skip
+    try:
+        return list(values)
+    except TypeError:
+        raise ValueError(f"{name} must be a list of ids (got {type(values).__name__})") from None
+
+
+# Unix seconds a call may ask about: year 1970 to about 2286 (int64 nanoseconds hold them all).
+_MAX_NOW = 10**10
+
+
+def _check_now(now: Any) -> int:
+    if isinstance(now, bool) or not isinstance(now, int | float | np.integer | np.floating):
+        raise ValueError(f"now must be Unix seconds (got {type(now).__name__} {now!r})")
+    # (a comparison, not np.isfinite: a Python int may be too big for any numpy type)
+    if not 0 <= now < _MAX_NOW:  # NaN fails it too
+        raise ValueError(f"now must be Unix seconds between 0 and {_MAX_NOW:.0e} (got {now!r})")
+    return int(now)
 
 
 def _check_id(value: Any, ids: IdMap) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -21,6 +22,20 @@ EXIT_GATE_REFUSED = 3  # the new model is worse: the published one stays current
 EXIT_LOCKED = 4  # another run holds the model directory: nothing was done
 
 log = logging.getLogger("recsys")
+_FILE_ERRORS = frozenset(
+    {
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EROFS,
+        errno.EACCES,
+        errno.EPERM,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.EEXIST,
+        errno.ENOENT,
+        errno.ENAMETOOLONG,
+    }
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,6 +62,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_LOCKED
     except RecsysError as exc:
         print(f"recsys: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        # A full disk, a read-only or unwritable folder, a file where a folder should be: the
+        # shop's to fix, said in a line (the published model stays current).
+        if exc.errno not in _FILE_ERRORS:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"recsys: error: {where}{exc.strerror or exc}; fix it and rerun", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 
@@ -454,17 +477,28 @@ def _recommend(args: argparse.Namespace) -> int:
 
     ints_users = model.users.dtype == "int64"
     ints_items = model.items.dtype == "int64"
-    if args.item is not None:
-        item = parse(args.item, ints_items)
-        _print_list(f"similar to item {item}", rec.similar_items(item, args.n))
-        _print_list(f"bought with item {item}", rec.complementary_items(item, args.n))
-        return EXIT_OK
-    user = None if args.user is None else parse(args.user, ints_users)
-    session = [parse(s, ints_items) for s in args.session.split(",")] if args.session else None
-    result = rec.recommend(user, args.n, session_items=session)
+    try:
+        if args.item is not None:
+            item = parse(args.item, ints_items)
+            similar = rec.similar_items(item, args.n)
+            complements = rec.complementary_items(item, args.n)
+            if model.items.index_of(item) < 0:
+                print(f"item {item} is not in the model: these are popular items instead")
+            _print_list(f"similar to item {item}", similar)
+            _print_list(f"bought with item {item}", complements)
+            return EXIT_OK
+        user = None if args.user is None else parse(args.user, ints_users)
+        session = [parse(s, ints_items) for s in args.session.split(",")] if args.session else None
+        result = rec.recommend(user, args.n, session_items=session)
+    except ValueError as exc:
+        # A bad id or n is the caller's to fix: one line, exit 2 (not a traceback).
+        print(f"recsys: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     who = "anonymous visitor" if user is None else f"user {user}"
     if session:
         who += f" with session {session}"
+    if user is not None and not result.user_known:
+        who += " (not in the model: the fallback chain answers)"
     _print_list(f"for {who} (model {result.model_version})", result)
     if result.unknown_session_items:
         print(f"  ignored unknown session items: {list(result.unknown_session_items)}")

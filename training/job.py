@@ -14,13 +14,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from recsys import __version__
 from recsys.baselines import Baseline, BuyAgain, MostPopular, RecentItems
 from recsys.blend import SOURCES, Blender, Strategies
 from recsys.candidates import ALSCandidates, popular_pool
 from recsys.config import TIERS, Config, ServingConfig
-from recsys.errors import GateRefusedError, NotEnoughHistoryError
+from recsys.errors import GateRefusedError, ModelDirError, NotEnoughHistoryError
 from recsys.experiments import experiment_to_dict
 from recsys.ingest import EventLog
 from recsys.jsonable import jsonable
@@ -29,6 +30,7 @@ from recsys.modeldir import (
     VersionContent,
     clean_stale,
     current_path,
+    current_version,
     prune,
     publish,
     read_manifest,
@@ -588,6 +590,7 @@ def train(
     steps = Steps()
     with RunLock(root):
         clean_stale(root)
+        config = published_id_types(config, root)
         dataset = build_dataset(config, on_error=on_error, load=load)
         steps.merge(dataset.timings)
         evaluation: Evaluation | None = None
@@ -621,6 +624,7 @@ def train(
             root, config, published, data, models, portraits, evaluation, gate, steps, serving,
             ranker,
         )  # fmt: skip
+        serve_check(path)
         publish(root, path.name)
         deleted = prune(root, config.training.keep_versions)
         if deleted:
@@ -636,6 +640,39 @@ def train(
         dataset=dataset,
         portraits=portraits,
     )
+
+
+def published_id_types(config: Config, root: Path) -> Config:
+    """The config with "auto" id types set to those of the published model, if any: the shop's
+    pages call with ids of that type, so one junk id must be a rejected row, not turn every id
+    into text (and 17850 into "17850") in the next version."""
+    src = config.events
+    if "auto" not in (src.user_id_type, src.item_id_type) or current_version(root) is None:
+        return config
+    types: dict[str, Any] = {}
+    for name, key in (("users", "user_id_type"), ("items", "item_id_type")):
+        if getattr(src, key) != "auto":
+            continue
+        try:
+            schema = pq.read_schema(current_path(root) / f"{name}.parquet")
+        except (OSError, ModelDirError, pa.ArrowException):
+            continue  # an unreadable published version is replaced, whatever its types
+        kind = "int" if pa.types.is_integer(schema.field("id").type) else "text"
+        types[key] = kind
+        log.info("%s ids read as %s, as in the published model", name[:-1], kind)
+    return dataclasses.replace(config, events=dataclasses.replace(src, **types))
+
+
+def serve_check(path: Path) -> None:
+    """Load a written version with serving's own loader (which answers once with it) before
+    CURRENT may name it: a version serving cannot load or answer from is never published."""
+    try:
+        ServedModel.load(path)
+    except Exception as exc:
+        raise ModelDirError(
+            f"{path}: the new version cannot be served ({type(exc).__name__}: {exc}); CURRENT "
+            "still names the version before it"
+        ) from exc
 
 
 def final_models(

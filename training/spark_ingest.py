@@ -49,6 +49,7 @@ from recsys.ingest import (
     _map_and_validate,
     _names,
     _raise_first_fatal,
+    raw_text_columns,
     write_rejects,
 )
 from recsys.schema import EVENT_TYPES, REASON_CODES, REASONS, EventType
@@ -238,8 +239,7 @@ def _wanted_columns(src: EventsSource) -> tuple[list[str], list[str], list[str]]
     required += [r.column for r in src.return_rules]
     optional = [c for c in (cols.quantity, cols.price, cols.session, cols.category) if c]
     optional += [r.column for r in src.skip_rules]
-    text = [c for c in (cols.user, cols.item, cols.session, cols.event, cols.category) if c]
-    text += [r.column for r in src.return_rules + src.skip_rules if r.less_than is None]
+    text = raw_text_columns(src)
     return list(dict.fromkeys(required)), list(dict.fromkeys(optional)), text
 
 
