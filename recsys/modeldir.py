@@ -382,7 +382,11 @@ class VerifiedVersion:
         if file_name not in self._blobs:
             raise ModelDirError(f"{path}: not listed in {MANIFEST}; {_CORRUPT}")
         try:
-            return pq.read_table(pa.BufferReader(pa.py_buffer(self._blobs[file_name])))
+            # One thread: a model is a few small tables, and pyarrow worker threads still alive
+            # at exit beside faiss's and LightGBM's OpenMP pools can abort the process.
+            return pq.read_table(
+                pa.BufferReader(pa.py_buffer(self._blobs[file_name])), use_threads=False
+            )
         except (OSError, pa.ArrowException) as exc:
             raise ModelDirError(f"{path}: cannot be read as a table ({exc}); {_CORRUPT}") from None
 

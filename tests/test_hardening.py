@@ -478,3 +478,20 @@ def test_recsys_recommend_says_when_the_user_is_not_in_the_model(
 
     assert main(["-q", "recommend", "--models", str(shop_models), "--user", "424242"]) == EXIT_OK
     assert "not in the model" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_loading_a_model_and_exiting_50_times_ends_0_every_time(shop_models: Path) -> None:
+    """pyarrow worker threads alive at exit beside the OpenMP pools used to abort (exit 134)."""
+    import subprocess
+    import sys
+
+    script = (
+        "from serving import Recommender; "
+        f"r = Recommender.load({str(shop_models)!r}); r.recommend(None, 5)"
+    )
+    codes = [
+        subprocess.run([sys.executable, "-c", script], capture_output=True).returncode
+        for _ in range(50)
+    ]
+    assert codes == [0] * 50
