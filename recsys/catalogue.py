@@ -11,7 +11,7 @@ import pandas as pd
 
 from recsys.config import Config, ItemsSource, UsersSource
 from recsys.errors import CatalogueSchemaError
-from recsys.ingest import LoadReport, write_rejects
+from recsys.ingest import LoadReport, remove_stale_rejects, write_rejects
 from recsys.tables import normalize_ids, read_columns, to_numbers
 from recsys.times import parse_times
 
@@ -286,9 +286,11 @@ def _set_aside(
     report: LoadReport,
 ) -> None:
     bad = np.isin(reasons, _BAD)
+    path = rejects_dir / f"{report.source}.rejects.csv"
     if bad.any():
-        path = rejects_dir / f"{report.source}.rejects.csv"
         report.rejects_path = str(write_rejects(raw, bad, reasons[bad], sources, path))
+    else:
+        remove_stale_rejects(path)
 
 
 def _counts(reasons: np.ndarray) -> dict[str, int]:

@@ -136,12 +136,14 @@ def load_events(
     if len(accepted):
         report.first_time = format_instant(int(accepted["timestamp"].min()), config.timezone)
         report.last_time = format_instant(int(accepted["timestamp"].max()), config.timezone)
+    target = rejects_dir if rejects_dir is not None else config.output.rejects
     if report.rejected_total:
-        target = rejects_dir if rejects_dir is not None else config.output.rejects
         bad = reasons > 0
         labels = np.asarray(REASON_CODES)[reasons[bad] - 1]
         written = write_rejects(raw, bad, labels, src.path, target / "events.rejects.csv")
         report.rejects_path = str(written)
+    else:
+        remove_stale_rejects(target / "events.rejects.csv")
     if report.accepted == 0:
         reasons_text = ", ".join(f"{k} {v:,}" for k, v in counts.items())
         raise EventsSchemaError(
@@ -454,6 +456,19 @@ def write_rejects(
     rejects.insert(0, name("reason"), reasons)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".csv.tmp")
-    rejects.to_csv(tmp, index=False)
-    tmp.replace(path)
+    try:
+        rejects.to_csv(tmp, index=False)
+        tmp.replace(path)
+    except BaseException:
+        # A full disk must not leave a half-written .tmp beside last night's file.
+        tmp.unlink(missing_ok=True)
+        raise
     return path
+
+
+def remove_stale_rejects(path: Path) -> None:
+    """A run with nothing rejected leaves no rejects file: an older run's would mislead."""
+    for stale in (path, path.with_suffix(".csv.tmp")):
+        if stale.is_file():
+            stale.unlink()
+            log.info("removed %s: this run rejected no row", stale)

@@ -13,6 +13,7 @@ such users sit next to each other.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import logging
@@ -691,12 +692,35 @@ def _writable_temp(out: Path) -> Path:
         raise ExportError(f"{out}: is a folder; give a file name such as {out / 'recs.parquet'}")
     if not folder.is_dir():
         raise ExportError(f"{folder}: no such folder for the output {out.name}; create it first")
+    _remove_dead_temps(folder, out.name)
     tmp = folder / f".{out.name}.tmp-{os.getpid()}"
     try:
         tmp.touch()
     except OSError as exc:
         raise ExportError(f"{out}: cannot be written ({exc.strerror})") from None
     return tmp
+
+
+def _remove_dead_temps(folder: Path, name: str) -> None:
+    """Remove the temporary files of killed exports to the same output (their process is
+    gone); a running export's file is left alone."""
+    for stale in folder.glob(f".{name}.tmp-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            stale.unlink()
+            log.info("removed %s, left by a killed export (process %s)", stale, pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def _texts(values: Sequence[str]) -> pa.Array:

@@ -495,3 +495,49 @@ def test_loading_a_model_and_exiting_50_times_ends_0_every_time(shop_models: Pat
         for _ in range(50)
     ]
     assert codes == [0] * 50
+
+
+def test_a_run_with_no_rejects_leaves_no_older_rejects_file(tmp_path: Path) -> None:
+    _ids_log(tmp_path, junk=True)
+    config = _ids_config(tmp_path, user_id_type="int")
+    log = load_events(config)  # type: ignore[arg-type]
+    assert log.report.rejects_path is not None
+    rejects = Path(log.report.rejects_path)
+    assert rejects.exists()
+    _ids_log(tmp_path, junk=False)
+    assert load_events(config).report.rejects_path is None  # type: ignore[arg-type]
+    assert not rejects.exists()
+
+
+def test_a_full_disk_while_writing_rejects_leaves_no_tmp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    def full(self: pd.DataFrame, path: object, **_: object) -> None:
+        Path(str(path)).write_text("reason,file,row\nhalf")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    _ids_log(tmp_path, junk=True)
+    config = _ids_config(tmp_path, user_id_type="int")
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full)
+    with pytest.raises(OSError, match="No space left"):
+        load_events(config)  # type: ignore[arg-type]
+    assert list((tmp_path / "rejects").glob("*.tmp")) == []
+
+
+def test_an_export_removes_what_a_killed_export_left_but_not_a_running_ones(
+    shop_models: Path, tmp_path: Path
+) -> None:
+    import os
+
+    from serving.export import export
+
+    dead = tmp_path / ".recs.parquet.tmp-999999999"
+    running = tmp_path / f".recs.parquet.tmp-{os.getppid()}"
+    dead.write_bytes(b"x" * 1000)
+    running.write_bytes(b"y")
+    export(shop_models, tmp_path / "recs.parquet", 5, progress=False, workers=1)
+    assert not dead.exists()
+    assert running.exists()
+    assert (tmp_path / "recs.parquet").exists()

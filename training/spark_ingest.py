@@ -50,6 +50,7 @@ from recsys.ingest import (
     _names,
     _raise_first_fatal,
     raw_text_columns,
+    remove_stale_rejects,
     write_rejects,
 )
 from recsys.schema import EVENT_TYPES, REASON_CODES, REASONS, EventType
@@ -185,9 +186,11 @@ def load_events_spark(
         F.col("__row").alias("rejected_row" if "row" in raw_names else "row"),
         *[F.col(f"_raw{j}").alias(name) for j, name in enumerate(raw_names)],
     )
+    target = rejects_dir if rejects_dir is not None else config.output.rejects
     if report.rejected_total:
-        target = rejects_dir if rejects_dir is not None else config.output.rejects
         report.rejects_path = str(_write_rejects(bad, raw_names, src, target))
+    else:
+        remove_stale_rejects(target / "events.rejects.csv")
     if report.accepted == 0:
         reasons_text = ", ".join(f"{k} {v:,}" for k, v in rejected.items())
         raise EventsSchemaError(
