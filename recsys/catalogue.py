@@ -12,7 +12,7 @@ import pandas as pd
 from recsys.config import Config, ItemsSource, UsersSource
 from recsys.errors import CatalogueSchemaError
 from recsys.ingest import LoadReport, remove_stale_rejects, write_rejects
-from recsys.tables import normalize_ids, read_columns, to_numbers
+from recsys.tables import file_label, normalize_ids, read_columns, to_numbers
 from recsys.times import parse_times
 
 _TRUE = {"1", "true", "yes", "y", "t", "in_stock", "instock", "available"}
@@ -224,7 +224,8 @@ def _read_all(
     *,
     all_columns: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
-    frames, files = [], {}
+    frames: list[pd.DataFrame] = []
+    files: dict[str, int] = {}
     for i, path in enumerate(paths):
         frame = read_columns(
             path,
@@ -239,7 +240,7 @@ def _read_all(
         )
         frame["__file"] = np.int16(i)
         frame["__row"] = np.arange(1, len(frame) + 1, dtype=np.int64)
-        files[path.name] = len(frame)
+        files[file_label(path, files)] = len(frame)
         frames.append(frame)
     raw = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     if len(raw) == 0:

@@ -14,7 +14,7 @@ import pandas as pd
 from recsys.config import Config, EventsSource, RowRule, ValidationConfig
 from recsys.errors import EventsSchemaError, SchemaError
 from recsys.schema import EVENT_TYPES, MAX_AMOUNT, REASON_CODES, REASONS, EventType
-from recsys.tables import normalize_ids, read_columns, to_numbers, typed_ids
+from recsys.tables import file_label, normalize_ids, read_columns, to_numbers, typed_ids
 from recsys.times import format_instant, parse_instant, parse_times
 
 log = logging.getLogger(__name__)
@@ -196,7 +196,7 @@ def _read_sources(src: EventsSource) -> tuple[pd.DataFrame, dict[str, int]]:
                 )
         frame["__file"] = np.int16(i)
         frame["__row"] = np.arange(1, len(frame) + 1, dtype=np.int64)
-        files[path.name] = len(frame)
+        files[file_label(path, files)] = len(frame)
         frames.append(frame)
     raw = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     return raw, files

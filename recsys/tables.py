@@ -83,11 +83,13 @@ def read_columns(
 def _column_names(path: Path, kind: str, encoding: str, what: str) -> list[str]:
     if kind == "parquet":
         try:
-            return list(pq.read_schema(path).names)
+            names = list(pq.read_schema(path).names)
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputFileError(
                 f"{path}: {what} file is not a readable Parquet file ({exc})"
             ) from None
+        _check_header(path, names, what)
+        return names
     try:
         reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(encoding=encoding))
         names = list(reader.schema.names)
@@ -96,7 +98,35 @@ def _column_names(path: Path, kind: str, encoding: str, what: str) -> list[str]:
         raise _csv_error(path, what, encoding, exc) from None
     if not names:
         raise InputFileError(f"{path}: {what} file has no header row")
+    _check_header(path, names, what)
     return names
+
+
+def file_label(path: Path, seen: dict[str, int]) -> str:
+    """How a report names an input file: its name, or its whole path when another input of
+    the same name (in another folder) is already listed, so that neither's rows are hidden."""
+    return path.name if path.name not in seen else str(path)
+
+
+def _check_header(path: Path, names: list[str], what: str) -> None:
+    """Refuse a header that would be misread: a repeated column name, or one column that is
+    the whole header of a file separated by something other than commas."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise SchemaError(
+                f"{path.name}: column {name!r} appears twice in the header of the {what} file; "
+                "rename one of them"
+            )
+        seen.add(name)
+    if len(names) == 1:
+        for separator, word in ((";", "semicolons"), ("\t", "tabs"), ("|", "pipes")):
+            if separator in names[0]:
+                raise SchemaError(
+                    f"{path.name}: the {what} file's header is one column {names[0]!r}; it looks "
+                    f"separated by {word}, but only comma-separated CSV is read: convert it "
+                    "(e.g. to Parquet) or re-export it with commas"
+                )
 
 
 def _read_parquet(path: Path, columns: list[str], what: str) -> pa.Table:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from recsys.config import config_from_dict, load_config
-from recsys.errors import ConfigError, EventsSchemaError, ModelDirError
+from recsys.errors import ConfigError, EventsSchemaError, ModelDirError, SchemaError
 from recsys.ingest import load_events
 from recsys.modeldir import current_version
 from recsys.served import ServedModel
@@ -541,3 +541,40 @@ def test_an_export_removes_what_a_killed_export_left_but_not_a_running_ones(
     assert not dead.exists()
     assert running.exists()
     assert (tmp_path / "recs.parquet").exists()
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("u;i;t\n1;2;3", "looks separated by semicolons"),
+        ("u\ti\tt\n1\t2\t3", "looks separated by tabs"),
+        ("u,i,t,u\n1,2,3,4", "column 'u' appears twice"),
+    ],
+)
+def test_a_header_that_would_be_misread_is_refused_with_a_hint(
+    tmp_path: Path, header: str, message: str
+) -> None:
+    (tmp_path / "events.csv").write_text(f"{header}\n", encoding="utf-8")
+    config = make_config(
+        tmp_path,
+        {"path": "events.csv", "timestamp_unit": "s",
+         "columns": {"user": "u", "item": "i", "timestamp": "t"}},
+    )  # fmt: skip
+    with pytest.raises(SchemaError, match=re.escape(message)):
+        load_events(config)
+
+
+def test_two_inputs_of_the_same_name_are_both_in_the_report(tmp_path: Path) -> None:
+    for folder, user in (("a", 1), ("b", 2)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "events.csv").write_text(
+            f"u,i,t\n{user},x,1700000000\n{user},y,1700000100\n", encoding="utf-8"
+        )
+    config = make_config(
+        tmp_path,
+        {"path": ["a/events.csv", "b/events.csv"], "timestamp_unit": "s",
+         "columns": {"user": "u", "item": "i", "timestamp": "t"}},
+    )  # fmt: skip
+    report = load_events(config).report
+    assert sum(report.files.values()) == report.rows_read == 4
+    assert len(report.files) == 2

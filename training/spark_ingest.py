@@ -54,6 +54,7 @@ from recsys.ingest import (
     write_rejects,
 )
 from recsys.schema import EVENT_TYPES, REASON_CODES, REASONS, EventType
+from recsys.tables import file_label as report_label
 from recsys.tables import normalize_ids
 from recsys.times import format_instant
 
@@ -126,11 +127,10 @@ def load_events_spark(
         specs.append(spec)
         counts.append(rows)
         parts.append(part)
-    report = LoadReport(
-        source="events",
-        files={s.name: n for s, n in zip(specs, counts, strict=True)},
-        rows_read=sum(counts),
-    )
+    files: dict[str, int] = {}
+    for path, n in zip(src.path, counts, strict=True):
+        files[report_label(path, files)] = n
+    report = LoadReport(source="events", files=files, rows_read=sum(counts))
     if report.rows_read == 0:
         raise EventsSchemaError(
             f"{_names(src.path)}: the event log has no data rows; nothing to train on"
