@@ -14,7 +14,14 @@ import pandas as pd
 from recsys.config import Config, EventsSource, RowRule, ValidationConfig
 from recsys.errors import EventsSchemaError, SchemaError
 from recsys.schema import EVENT_TYPES, MAX_AMOUNT, REASON_CODES, REASONS, EventType
-from recsys.tables import file_label, normalize_ids, read_columns, to_numbers, typed_ids
+from recsys.tables import (
+    check_id_column,
+    file_label,
+    normalize_ids,
+    read_columns,
+    to_numbers,
+    typed_ids,
+)
 from recsys.times import format_instant, parse_instant, parse_times
 
 log = logging.getLogger(__name__)
@@ -210,6 +217,9 @@ def _map_and_validate(
     n = len(raw)
     masks: dict[str, np.ndarray] = {}
 
+    where = ", ".join(p.name for p in src.path)
+    check_id_column(raw[cols.user], cols.user, where)
+    check_id_column(raw[cols.item], cols.item, where)
     user, bad_user = typed_ids(raw[cols.user], src.user_id_type)
     item, bad_item = typed_ids(raw[cols.item], src.item_id_type)
     masks["missing_user"] = user.isna().to_numpy() & ~bad_user

@@ -176,7 +176,34 @@ def _csv_error(path: Path, what: str, encoding: str, exc: Exception) -> InputFil
         )
     if "gzip" in text.lower():
         return InputFileError(f"{path}: {what} file is not valid gzip ({text})")
+    if "columns, got" in text:
+        ragged = _first_ragged_row(path, encoding)
+        if ragged is not None:
+            row, found, expected = ragged
+            return InputFileError(
+                f"{path}: row {row:,} of the {what} file has {found} fields where the header has "
+                f"{expected}; fix that row (a stray comma or an unquoted one) and rerun"
+            )
     return InputFileError(f"{path}: {what} file is not a readable CSV file ({text})")
+
+
+def _first_ragged_row(path: Path, encoding: str) -> tuple[int, int, int] | None:
+    """(1-based data row, its fields, the header's fields) of the first row whose field count
+    differs from the header's; only read when the fast reader has already failed."""
+    import csv
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding=encoding, newline="") as fh:
+            rows = csv.reader(fh)
+            header = next(rows, [])
+            for number, row in enumerate(rows, start=1):
+                if row and len(row) != len(header):
+                    return number, len(row), len(header)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    return None
 
 
 def typed_ids(values: pd.Series, kind: str = "auto") -> tuple[pd.Series, np.ndarray]:
@@ -185,6 +212,10 @@ def typed_ids(values: pd.Series, kind: str = "auto") -> tuple[pd.Series, np.ndar
     "auto" is normalize_ids (nothing misfits); "text" keeps every id as text; "int" reads
     whole numbers (17850, 17850.0) as Int64 and marks the rest (N/A, 85123A) as misfits.
     """
+    values, undecodable = _decoded(values)
+    if undecodable.any():
+        ids, misfit = typed_ids(values, kind)
+        return ids, misfit | undecodable
     if kind == "text":
         text = _as_text(values)
         # 17850.0 (a spreadsheet's whole number) is the id "17850", as under "auto"; "007" and
@@ -209,6 +240,44 @@ def typed_ids(values: pd.Series, kind: str = "auto") -> tuple[pd.Series, np.ndar
             fits[np.flatnonzero(fits)[~ok.to_numpy()]] = False
         return ids, present & ~fits
     return normalize_ids(values), np.zeros(len(values), dtype=bool)
+
+
+def _decoded(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Binary ids as text (UTF-8); ids that are not valid UTF-8 become missing and are marked."""
+    bad = np.zeros(len(values), dtype=bool)
+    if values.dtype != object:
+        return values, bad
+    present = values.dropna()
+    if not len(present) or not any(isinstance(v, bytes | bytearray) for v in present[:1000]):
+        return values, bad
+    decoded = values.copy()
+    for position, value in enumerate(values.tolist()):
+        if isinstance(value, bytes | bytearray):
+            try:
+                decoded.iat[position] = bytes(value).decode("utf-8")
+            except UnicodeDecodeError:
+                decoded.iat[position] = None
+                bad[position] = True
+    return decoded, bad
+
+
+def check_id_column(values: pd.Series, column: str, file: str) -> None:
+    """Refuse a column whose values cannot be ids at all: true/false, lists, tables."""
+    if pd.api.types.is_bool_dtype(values.dtype):
+        raise SchemaError(
+            f"{file}: column {column!r} holds true/false values, not ids; name the id column"
+        )
+    if values.dtype == object:
+        sample = values.dropna()[:1000]
+        if any(isinstance(v, list | tuple | np.ndarray) for v in sample):
+            raise SchemaError(
+                f"{file}: column {column!r} holds lists, not ids; name the id column (or "
+                "flatten the lists first)"
+            )
+        if any(isinstance(v, dict) for v in sample):
+            raise SchemaError(
+                f"{file}: column {column!r} holds tables, not ids; name the id column"
+            )
 
 
 def normalize_ids(values: pd.Series) -> pd.Series:

@@ -578,3 +578,52 @@ def test_two_inputs_of_the_same_name_are_both_in_the_report(tmp_path: Path) -> N
     report = load_events(config).report
     assert sum(report.files.values()) == report.rows_read == 4
     assert len(report.files) == 2
+
+
+def test_one_ragged_csv_row_is_named_by_its_row_number(tmp_path: Path) -> None:
+    from recsys.errors import InputFileError
+
+    rows = "".join(f"{u},x,{1700000000 + u}\n" for u in range(1, 2000))
+    (tmp_path / "events.csv").write_text(
+        "u,i,t\n" + rows + "7,y,1700009999,extra\n", encoding="utf-8"
+    )
+    config = make_config(
+        tmp_path,
+        {"path": "events.csv", "timestamp_unit": "s",
+         "columns": {"user": "u", "item": "i", "timestamp": "t"}},
+    )  # fmt: skip
+    with pytest.raises(InputFileError, match=r"row 2,000 of the events file has 4 fields where"):
+        load_events(config)
+
+
+def _parquet_log(tmp_path: Path, users: list[object]) -> object:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = len(users)
+    table = pa.table({"u": users, "i": ["x"] * n, "t": [1700000000 + k for k in range(n)]})
+    pq.write_table(table, tmp_path / "events.parquet")
+    return make_config(
+        tmp_path,
+        {"path": "events.parquet", "timestamp_unit": "s",
+         "columns": {"user": "u", "item": "i", "timestamp": "t"}},
+        validation={"on_error": "quarantine"},
+    )  # fmt: skip
+
+
+def test_binary_ids_that_are_not_utf8_are_rejected_rows_not_a_crash(tmp_path: Path) -> None:
+    config = _parquet_log(tmp_path, [b"alice", b"bob", b"\xff\xfe"])
+    report = load_events(config).report  # type: ignore[arg-type]
+    assert report.accepted == 2
+    assert report.rejected == {"bad_user_id": 1}
+
+
+@pytest.mark.parametrize(
+    ("users", "kind"), [([True, False, True], "true/false"), ([[1], [2, 3], [4]], "list")]
+)
+def test_ids_that_are_true_false_or_lists_are_refused_by_column(
+    tmp_path: Path, users: list[object], kind: str
+) -> None:
+    config = _parquet_log(tmp_path, users)
+    with pytest.raises(SchemaError, match=rf"column 'u' holds {kind}"):
+        load_events(config)  # type: ignore[arg-type]
