@@ -169,3 +169,106 @@ def _numbers(value: Any) -> list[float]:
     if isinstance(value, list | tuple):
         return [x for v in value for x in _numbers(v)]
     return []
+
+
+# --- generated event files: every row accepted or rejected with its reason and row number ---
+
+_GOOD_TIME = 1_700_000_000
+field_values = {
+    "u": st.one_of(st.integers(1, 30), st.sampled_from(["", "abc", "17.0", " 5 ", "-3"])),
+    "i": st.one_of(st.sampled_from(["a", "b", "c", "d", "e"]), st.sampled_from(["", "x y"])),
+    "t": st.one_of(
+        st.integers(_GOOD_TIME, _GOOD_TIME + 86_400 * 40),
+        st.sampled_from(["", "soon", "-1", "99999999999999", "1e400", "nan"]),
+    ),
+    "e": st.sampled_from(["view", "cart", "buy", "fav", "click", ""]),
+    "q": st.one_of(st.integers(-3, 5), st.sampled_from(["", "x", "inf", "1e40", "0.5"])),
+    "p": st.one_of(st.floats(0, 100, allow_nan=False), st.sampled_from(["", "-1", "inf", "z"])),
+}
+event_rows = st.lists(st.fixed_dictionaries(field_values), min_size=1, max_size=25)
+
+
+def _write_log(folder: Path, rows: list[dict[str, Any]], kind: str) -> str:
+    import gzip
+
+    import pandas as pd
+
+    frame = pd.DataFrame(rows, columns=list(field_values)).astype(str)
+    if kind == "parquet":
+        frame.to_parquet(folder / "events.parquet", index=False)
+        return "events.parquet"
+    text = frame.to_csv(index=False)
+    if kind == "csv.gz":
+        (folder / "events.csv.gz").write_bytes(gzip.compress(text.encode()))
+        return "events.csv.gz"
+    (folder / "events.csv").write_text(text, encoding="utf-8")
+    return "events.csv"
+
+
+def _log_config(folder: Path, name: str) -> Any:
+    return config_from_dict(
+        {
+            "events": {
+                "path": name,
+                "timestamp_unit": "s",
+                "event_types": {"view": "view", "cart": "cart", "buy": "purchase",
+                                "fav": "favourite"},
+                "columns": {"user": "u", "item": "i", "timestamp": "t", "event": "e",
+                            "quantity": "q", "price": "p"},
+            },
+            "validation": {"on_error": "quarantine", "duplicates": "keep"},
+            "output": {"models": "models", "rejects": "rejects"},
+            "models": {"als": {"factors": 4, "iterations": 2}},
+            "ranker": {"enabled": False},
+        },
+        base_dir=folder,
+    )  # fmt: skip
+
+
+@given(rows=event_rows, kind=st.sampled_from(["csv", "csv.gz", "parquet"]))
+def test_every_row_of_a_generated_log_is_accepted_or_rejected_with_reason_and_row(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[dict[str, Any]], kind: str
+) -> None:
+    import pandas as pd
+
+    from recsys.errors import EventsSchemaError
+    from recsys.ingest import load_events
+    from recsys.schema import REASON_CODES
+
+    folder = tmp_path_factory.mktemp("log")
+    config = _log_config(folder, _write_log(folder, rows, kind))
+    try:
+        log = load_events(config)
+        report = log.report
+    except EventsSchemaError as error:
+        assert "no row was accepted" in str(error)
+        rejects = pd.read_csv(folder / "rejects" / "events.rejects.csv", dtype=str)
+        assert len(rejects) == len(rows)
+        return
+    assert report.rows_read == len(rows) == report.accepted + sum(report.rejected.values())
+    if report.rejected:
+        rejects = pd.read_csv(report.rejects_path, dtype=str, keep_default_na=False)
+        assert len(rejects) == sum(report.rejected.values())
+        assert set(rejects["reason"]) <= set(REASON_CODES)
+        numbers = rejects["row"].astype(int)
+        assert numbers.between(1, len(rows)).all() and numbers.is_unique
+
+
+@settings(max_examples=6)
+@given(rows=event_rows)
+def test_the_accepted_rows_of_a_generated_log_train_and_serve(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[dict[str, Any]]
+) -> None:
+    from recsys.errors import EventsSchemaError, NotEnoughHistoryError
+    from training.job import train
+
+    folder = tmp_path_factory.mktemp("shop")
+    config = _log_config(folder, _write_log(folder, rows, "csv"))
+    try:
+        result = train(config, force=True)
+    except (EventsSchemaError, NotEnoughHistoryError):
+        return  # nothing (or too little) accepted: said so
+    rec = Recommender.load(result.path)
+    for user_id in rec.model.users.ids[:3].tolist():
+        assert len(rec.recommend(user_id, 3)) >= 1
+    assert len(rec.recommend(None, 3)) >= 1

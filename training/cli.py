@@ -34,6 +34,7 @@ _FILE_ERRORS = frozenset(
         errno.EEXIST,
         errno.ENOENT,
         errno.ENAMETOOLONG,
+        errno.EFBIG,
     }
 )
 
