@@ -110,7 +110,7 @@ def full_disk(config: Path, models: Path) -> Counter[str]:
 
     def limit() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4_000, 4_000))
 
     done = _train(config, preexec_fn=limit)
     lines = done.stderr.strip().splitlines()
