@@ -77,7 +77,9 @@ def read_columns(
         table = _read_parquet(path, wanted, what)
     else:
         table = _read_csv(path, wanted, encoding, set(text_columns), what)
-    return table.to_pandas()
+    # The file's own column types decide, not pandas metadata stored beside them: metadata
+    # left over from an older frame can turn missing ids into the text "nan".
+    return table.to_pandas(ignore_metadata=True)
 
 
 def _column_names(path: Path, kind: str, encoding: str, what: str) -> list[str]:

@@ -627,3 +627,29 @@ def test_ids_that_are_true_false_or_lists_are_refused_by_column(
     config = _parquet_log(tmp_path, users)
     with pytest.raises(SchemaError, match=rf"column 'u' holds {kind}"):
         load_events(config)  # type: ignore[arg-type]
+
+
+def test_missing_ids_in_a_parquet_with_stale_pandas_metadata_are_missing_not_nan(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # pandas metadata left from an older frame, in which "u" held floats
+    old = pa.Table.from_pandas(pd.DataFrame({"u": [1.0, float("nan")], "i": ["a", "b"]}))
+    table = pa.table({"u": pa.array(["7", None, "8"]), "i": ["a", "b", "c"],
+                      "t": [1700000000, 1700000001, 1700000002]})  # fmt: skip
+    metadata = json.loads(old.schema.metadata[b"pandas"])
+    pq.write_table(table.replace_schema_metadata({b"pandas": json.dumps(metadata).encode()}),
+                   tmp_path / "events.parquet")  # fmt: skip
+    config = make_config(
+        tmp_path,
+        {"path": "events.parquet", "timestamp_unit": "s",
+         "columns": {"user": "u", "item": "i", "timestamp": "t"}},
+        validation={"on_error": "quarantine"},
+    )  # fmt: skip
+    log = load_events(config)
+    assert log.report.rejected == {"missing_user": 1}
+    assert sorted(log.frame["user"].astype(str)) == ["7", "8"]
