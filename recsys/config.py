@@ -141,6 +141,7 @@ class ItemsSource:
     """The optional item catalogue, wide (a row per item) or long (a row per item property)."""
 
     path: tuple[Path, ...]
+    # "wide": a row per item with a column per attribute; "properties": a row per item property.
     layout: Literal["wide", "properties"] = "wide"
     format: FileFormat = "auto"
     encoding: str = "utf-8"
@@ -171,6 +172,7 @@ class UsersSource:
     """The optional user attributes file: a user id plus free columns (region, age band, ...)."""
 
     path: tuple[Path, ...]
+    # name of the column holding the user id (the other columns are attributes).
     user: str
     # attribute columns to keep; empty keeps every other column.
     attributes: tuple[str, ...] = ()
@@ -197,6 +199,7 @@ class ValidationConfig:
 class MatrixConfig:
     """How events become the user x item confidence matrix."""
 
+    # confidence each event type adds to a user-item cell (returns never add).
     weights: dict[str, float] = field(
         default_factory=lambda: {"view": 1.0, "cart": 4.0, "favourite": 3.0, "purchase": 10.0}
     )
@@ -227,7 +230,9 @@ class ALSConfig:
     """Collaborative filtering by implicit's ALS on the confidence matrix."""
 
     enabled: bool = True
+    # latent factors per user and item.
     factors: int = 64
+    # L2 regularisation of the factors.
     regularization: float = 0.05
     # 10 iterations: NDCG@20 on Online Retail's holdout moved by < 0.002 between 8 and 15.
     iterations: int = 10
@@ -259,8 +264,10 @@ class NeighboursConfig:
     """Item-to-item similarity from co-occurrence in user histories (top-k per item)."""
 
     enabled: bool = True
+    # "cosine" co-occurrence, or "bm25" (weighs down very active users).
     method: Literal["cosine", "bm25"] = "cosine"
     k: int = 50
+    # BM25 saturation and length normalisation (method = "bm25").
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
 
@@ -496,8 +503,11 @@ class BlendConfig:
     MovieLens; `recsys tune` searches them for a shop's own log.
     """
 
+    # ALS ("picked for you") candidates.
     personal: float = 2.0
+    # items similar to the user's recent ones.
     neighbours: float = 1.0
+    # repurchases that are due (cycle and days since the last purchase).
     repurchase: float = 1.0
     # the user's own past purchases by how often and how lately they bought them ("buy
     # again"), shown as repurchases: on Online Retail this lifts NDCG@20 from 0.219 to 0.260.

@@ -190,6 +190,12 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--n", type=int, default=10)
     rec.set_defaults(run=_recommend)
 
+    ref = sub.add_parser(
+        "config-reference", help="write the configuration reference (every key) as Markdown"
+    )
+    ref.add_argument("--out", type=Path, help="file to write (default: print it)")
+    ref.set_defaults(run=_config_reference)
+
     srv = sub.add_parser(
         "serve", help="answer over HTTP (JSON; OpenAPI docs on /docs), following CURRENT"
     )
@@ -424,6 +430,16 @@ def _days(text: str) -> float:
     if days <= 0:
         raise ConfigError(f"--window must be positive (got {text!r})")
     return days
+
+
+def _config_reference(args: argparse.Namespace) -> int:
+    from recsys.config_reference import reference, write_reference
+
+    if args.out is None:
+        print(reference(), end="")
+    else:
+        print(f"wrote {write_reference(args.out)}")
+    return EXIT_OK
 
 
 def _serve(args: argparse.Namespace) -> int:
