@@ -558,3 +558,23 @@ def test_without_baselines_the_verdict_says_so_instead_of_passing(tmp_path: Path
     results = evaluate([config], holdout_days=10, progress=False, sessions=False)
     assert results["verdict"]["passed"] is False
     assert "no baseline was run" in results["verdict"]["message"]
+
+
+def test_a_gain_whose_interval_does_not_clear_the_bar_is_not_shown_not_passed() -> None:
+    import numpy as np
+
+    from recsys.config import EvaluationConfig
+    from training.evaluate import _verdict
+
+    rng = np.random.default_rng(0)
+    kinds = {"engine": "engine", "popular": "baseline"}
+    few = {"conversion": {"engine": rng.random(12), "popular": rng.random(12) * 0.8}}
+    verdict = _verdict(few, "conversion", kinds, EvaluationConfig(), "ndcg@20")
+    assert verdict["margin"] > 0.05 and not verdict["passed"]
+    assert verdict["message"].startswith("NOT SHOWN: ")
+    assert "does not clear the 5% bar" in verdict["message"]
+    many = {"conversion": {"engine": np.full(500, 0.3) + rng.random(500) * 0.01,
+                           "popular": np.full(500, 0.2)}}  # fmt: skip
+    verdict = _verdict(many, "conversion", kinds, EvaluationConfig(), "ndcg@20")
+    assert verdict["passed"] and verdict["message"].startswith("PASSED: ")
+    assert "clears it" in verdict["message"]

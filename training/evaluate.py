@@ -205,9 +205,11 @@ def evaluate(
         both = [dict(verdict), also]
         verdict["also"] = [also]
         verdict["passed"] = all(v["passed"] for v in both)
-        word = "PASSED" if verdict["passed"] else "NOT MET"
+        words = [v["message"].split(": ", 1)[0] for v in both]
+        word = "PASSED" if verdict["passed"] else "NOT MET" if "NOT MET" in words else "NOT SHOWN"
         verdict["message"] = f"{word}: " + "; ".join(
-            v["message"].split(": ", 1)[1] + ("" if v["passed"] else " (not met)") for v in both
+            v["message"].split(": ", 1)[1] + ("" if v["passed"] else f" ({w.lower()})")
+            for v, w in zip(both, words, strict=True)
         )
     judged = [headline["target"]] + [v["target"] for v in verdict.get("also", [])]
     comparisons = _comparisons(per_user, judged, engines, kinds, options, config.seed)
@@ -833,11 +835,23 @@ def _verdict(
     else:
         # Every baseline scores 0: any hit at all beats them; none at all does not.
         margin = float("inf") if engine > 0 else float("nan")
-    passed = bool(margin >= options.required_margin)
+    # PASSED only when the 95% paired interval of the gain clears the bar, not the mean alone:
+    # a +34% on 26 users whose interval reaches below zero has shown nothing yet.
+    gain = bootstrap_interval(per_user[target]["engine"] - per_user[target][best], seed=0)
+    bar = options.required_margin * best_value
+    interval = f"95% interval of the gain [{gain.low:+.4f}, {gain.high:+.4f}]"
+    passed = bool(margin >= options.required_margin) and bool(gain.low > bar)
     if passed:
         message = (
             f"PASSED: the engine's {what} is {engine:.4f}, {margin:+.1%} over the best baseline "
-            f"({best}, {best_value:.4f}); {options.required_margin:.0%} required"
+            f"({best}, {best_value:.4f}); {options.required_margin:.0%} required, and the "
+            f"{interval} clears it (+{bar:.4f})"
+        )
+    elif margin >= options.required_margin:
+        message = (
+            f"NOT SHOWN: the engine's {what} is {engine:.4f}, {margin:+.1%} over the best "
+            f"baseline ({best}, {best_value:.4f}), but the {interval} does not clear the "
+            f"{options.required_margin:.0%} bar (+{bar:.4f}): too few held-out users to tell"
         )
     else:
         message = (
@@ -854,6 +868,8 @@ def _verdict(
         "margin": margin,
         "required": options.required_margin,
         "passed": passed,
+        "gain_low": gain.low,
+        "gain_high": gain.high,
         "message": message,
     }
 

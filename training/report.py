@@ -269,7 +269,7 @@ def _verdict_lines(verdict: Mapping[str, Any]) -> list[str]:
     word = "PASSED" if passed is True else "NOT MET" if passed is False else "VERDICT"
     message = str(verdict.get("message") or "no message given").rstrip(".")
     # The evaluation may already lead its message with the word; it is not said twice.
-    if not message.upper().startswith(word):
+    if not message.upper().startswith((word, "NOT SHOWN")):
         message = f"{word}: {message}"
     return [f"**{message}.**"]
 
