@@ -51,6 +51,7 @@ _COUNT_FIELDS = ("visitors", "items", "views", "carts", "transactions", "categor
 _LEVEL_SHARES = (0.015, 0.215, 0.715, 1.0)  # cumulative share of categories per tree level
 _ITEM_ZIPF_OFFSET = 1e-3  # Zipf rank offset as a share of items: flattens the very top, keeps tail
 _VISITOR_ACTIVITY_SIGMA = 2.0  # lognormal spread of visitor activity; ~70% end up with one event
+_HEAVY_TAIL = 1.1  # Pareto shape of visitor activity in the heavy-tailed shop
 _LEAF_POPULARITY_SIGMA = 1.5  # lognormal spread of how many items a leaf category holds
 _NEW_SESSION_PROB = 0.3  # chance that a visitor's next view opens a new session
 _STAY_PROB = 0.7  # chance that a session stays in the visitor's corner of the category tree
@@ -78,6 +79,11 @@ class SyntheticShape:
     categories: int = 1_669
     start: str = "2015-05-03"
     days: float = 138.0
+    # "light": lognormal visitor activity (most visitors one event, the busiest a few hundred);
+    # "heavy": Pareto activity, as real shops have bots, resellers and power users: some
+    # visitors with thousands of events, capped at `max_visitor_views`.
+    activity: str = "light"
+    max_visitor_views: int = 2_000
 
     def scaled(self, factor: float) -> SyntheticShape:
         """Return this shape with every count multiplied by factor and rounded."""
@@ -143,6 +149,8 @@ def _check_arguments(shape: SyntheticShape, seed: int, fmt: str) -> int:
         value = getattr(shape, name)
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
             raise ValueError(f"shape.{name} must be a positive integer (got {value!r})")
+    if shape.activity not in ("light", "heavy"):
+        raise ValueError(f"shape.activity must be 'light' or 'heavy' (got {shape.activity!r})")
     for name in ("visitors", "items"):
         if getattr(shape, name) > shape.views:
             raise ValueError(
@@ -268,8 +276,7 @@ def _build_views(
 ) -> _Views:
     """Give every visitor >= 1 view, cut them into sessions and fill sessions with items."""
     n_views = shape.views
-    activity = rng.lognormal(0.0, _VISITOR_ACTIVITY_SIGMA, shape.visitors)
-    count = 1 + rng.multinomial(n_views - shape.visitors, activity / activity.sum())
+    count = 1 + _activity_counts(rng, shape, n_views - shape.visitors)
     first = np.cumsum(count) - count
     visitor = np.repeat(np.arange(shape.visitors, dtype=np.int64), count)
     position = np.arange(n_views) - first[visitor]
@@ -302,6 +309,43 @@ def _build_views(
         count=count,
         visitor_raw_id=rng.permutation(shape.visitors).astype(np.int64),
     )
+
+
+def _activity_counts(rng: np.random.Generator, shape: SyntheticShape, extra: int) -> IntArray:
+    """How many views beyond the first each visitor has (summing to `extra` exactly)."""
+    if shape.activity == "light":
+        weights = rng.lognormal(0.0, _VISITOR_ACTIVITY_SIGMA, shape.visitors)
+        return rng.multinomial(extra, weights / weights.sum()).astype(np.int64)
+    # Pareto tail (shape 1.1: a handful of visitors hold a large share), then capped: a visitor
+    # over the cap gets exactly the cap's share, the others share the rest by their weights.
+    weights = rng.pareto(_HEAVY_TAIL, shape.visitors) + 1e-3
+    cap = max(shape.max_visitor_views - 1, 1)
+    if cap * shape.visitors < extra:
+        raise ValueError(
+            f"shape.max_visitor_views {shape.max_visitor_views} is too small for "
+            f"{shape.views:,} views over {shape.visitors:,} visitors"
+        )
+    capped = np.zeros(shape.visitors, dtype=bool)
+    share = weights / weights.sum()
+    for _ in range(100):
+        free_mass = 1.0 - capped.sum() * cap / extra
+        share = np.where(capped, cap / extra, weights / weights[~capped].sum() * free_mass)
+        newly = ~capped & (share * extra > cap)
+        if not newly.any():
+            break
+        capped |= newly
+    weights = share
+    counts = rng.multinomial(extra, weights / weights.sum()).astype(np.int64)
+    # A multinomial draw can land a little above the cap: the surplus moves to random visitors
+    # under it, so the total stays exact.
+    surplus = int(np.maximum(counts - cap, 0).sum())
+    counts = np.minimum(counts, cap)
+    while surplus:
+        room = np.flatnonzero(counts < cap)
+        picks = rng.choice(room, size=min(surplus, len(room)), replace=False)
+        counts[picks] += 1
+        surplus -= len(picks)
+    return counts
 
 
 def _token_stream(rng: np.random.Generator, catalog: _Catalog, tree: _Tree) -> IntArray:

@@ -341,3 +341,28 @@ def test_scaling_by_a_non_positive_factor_raises_value_error(factor: float) -> N
         SyntheticShape().scaled(factor)
 
     assert str(error.value) == f"scale factor must be a positive finite number (got {factor!r})"
+
+
+def test_a_heavy_tailed_shop_has_the_same_totals_and_visitors_with_thousands_of_events(
+    tmp_path: Path,
+) -> None:
+    from recsys.synthetic import SyntheticShape, generate_retailrocket
+
+    shape = SyntheticShape(activity="heavy", max_visitor_views=1_000).scaled(0.05)
+    light = SyntheticShape(max_visitor_views=1_000).scaled(0.05)
+    heavy_log = pd.read_parquet(generate_retailrocket(tmp_path / "h", shape, fmt="parquet").events)
+    light_log = pd.read_parquet(generate_retailrocket(tmp_path / "l", light, fmt="parquet").events)
+    assert len(heavy_log) == len(light_log)
+    assert heavy_log["visitorid"].nunique() == light_log["visitorid"].nunique()
+    views = heavy_log[heavy_log["event"] == "view"].groupby("visitorid").size()
+    assert views.max() <= 1_000  # the cap holds
+    busy = (views >= 500).sum()
+    light_views = light_log[light_log["event"] == "view"].groupby("visitorid").size()
+    assert busy > (light_views >= 500).sum()
+
+
+def test_an_unknown_activity_is_refused(tmp_path: Path) -> None:
+    from recsys.synthetic import SyntheticShape, generate_retailrocket
+
+    with pytest.raises(ValueError, match="activity must be 'light' or 'heavy'"):
+        generate_retailrocket(tmp_path, SyntheticShape(activity="wild").scaled(0.01))

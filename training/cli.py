@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import logging
 import os
@@ -261,6 +262,13 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--scale", type=float, default=1.0, help="size factor (1.0 = 2.76M events)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--format", choices=["csv", "csv.gz", "parquet"], default="csv")
+    synth.add_argument(
+        "--activity",
+        choices=["light", "heavy"],
+        default="light",
+        help="visitor activity: heavy-tailed like a real shop (some visitors with thousands "
+        "of events) or light",
+    )
     synth.set_defaults(run=_synth)
     return parser
 
@@ -618,7 +626,7 @@ def _print_list(title: str, items: Sequence[Any]) -> None:
 def _synth(args: argparse.Namespace) -> int:
     from recsys.synthetic import SyntheticShape, generate_retailrocket
 
-    shape = SyntheticShape().scaled(args.scale)
+    shape = dataclasses.replace(SyntheticShape().scaled(args.scale), activity=args.activity)
     paths = generate_retailrocket(args.out, shape, seed=args.seed, fmt=args.format)
     for name, path in vars(paths).items():
         print(f"{name}: {path}")

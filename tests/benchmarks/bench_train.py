@@ -2,6 +2,7 @@
 
     python -m tests.benchmarks.bench_train              # synthetic shop-scale log, Online Retail
     python -m tests.benchmarks.bench_train --repeat 3
+    python -m tests.benchmarks.bench_train --activity heavy   # heavy-tailed visitors
 
 Targets on a 2-core machine: the 2.76M-event synthetic log end to end <= 90 s with peak RSS
 <= 6 GB; the real Online Retail log <= 15 s. The synthetic log says nothing about accuracy.
@@ -65,16 +66,21 @@ def main() -> None:
     parser.add_argument("--items")
     parser.add_argument("--format", default="parquet", choices=["parquet", "csv"])
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--activity", choices=["light", "heavy"], default="light",
+        help="the synthetic shop's visitor activity (heavy: some visitors with thousands)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.one:
         _one(args.config, args.events, args.items)
         return
     os.environ["OPENBLAS_NUM_THREADS"] = "1"
     rows = []
-    folder = ensure_synthetic(args.format)
+    folder = ensure_synthetic(args.format, activity=args.activity)
     rows.append(
         (
-            f"synthetic shop-scale log ({args.format}, with item properties)",
+            f"synthetic shop-scale log ({args.format}, {args.activity} activity, with item "
+            "properties)",
             median_run(
                 args.repeat,
                 "tests.benchmarks.bench_train",

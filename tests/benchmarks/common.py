@@ -14,8 +14,12 @@ ROOT = Path(__file__).resolve().parents[2]
 SYNTHETIC = ROOT / "data" / "synthetic" / "retailrocket"
 
 
-def ensure_synthetic(fmt: str, scale: float = 1.0, seed: int = 0) -> Path:
-    """Return the folder of the seeded synthetic RetailRocket log, generating it if absent."""
+def ensure_synthetic(fmt: str, scale: float = 1.0, seed: int = 0, activity: str = "light") -> Path:
+    """Return the folder of the seeded synthetic RetailRocket log, generating it if absent.
+
+    `activity="heavy"` is the heavy-tailed shop (some visitors with thousands of events)."""
+    import dataclasses
+
     from recsys.synthetic import SyntheticShape, generate_retailrocket
 
     folder = (
@@ -23,10 +27,13 @@ def ensure_synthetic(fmt: str, scale: float = 1.0, seed: int = 0) -> Path:
         if scale == 1.0 and seed == 0
         else SYNTHETIC.with_name(f"retailrocket-x{scale:g}-s{seed}")
     )
+    if activity != "light":
+        folder = folder.with_name(folder.name + f"-{activity}")
     suffix = {"csv": "csv", "csv.gz": "csv.gz", "parquet": "parquet"}[fmt]
     if not (folder / f"events.{suffix}").exists():
         print(f"generating the synthetic log ({fmt}, scale {scale:g}) in {folder} ...", flush=True)
-        generate_retailrocket(folder, SyntheticShape().scaled(scale), seed=seed, fmt=fmt)
+        shape = dataclasses.replace(SyntheticShape().scaled(scale), activity=activity)
+        generate_retailrocket(folder, shape, seed=seed, fmt=fmt)
     return folder
 
 
