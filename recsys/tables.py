@@ -215,33 +215,37 @@ def typed_ids(values: pd.Series, kind: str = "auto") -> tuple[pd.Series, np.ndar
     whole numbers (17850, 17850.0) as Int64 and marks the rest (N/A, 85123A) as misfits.
     """
     values, undecodable = _decoded(values)
-    if undecodable.any():
-        ids, misfit = typed_ids(values, kind)
-        return ids, misfit | undecodable
     if kind == "text":
         text = _as_text(values)
         # 17850.0 (a spreadsheet's whole number) is the id "17850", as under "auto"; "007" and
         # "85123A" stay as written.
-        arr = pa.array(text.fillna(""), type=pa.string())
-        whole = pc.match_substring_regex(arr, _INT_TEXT).to_numpy(zero_copy_only=False)
+        whole = _whole(text)
         if whole.any():
-            text[whole] = text[whole].str.replace(r"\.0*$", "", regex=True)
-        return text, np.zeros(len(values), dtype=bool)
+            text[whole] = _without_point_zero(text[whole])
+        return text, undecodable
     if kind == "int":
         text = _as_text(values)
         present = text.notna().to_numpy()
-        arr = pa.array(text.fillna(""), type=pa.string())
-        whole = pc.match_substring_regex(arr, _INT_TEXT).to_numpy(zero_copy_only=False)
-        fits = whole & present
+        fits = _whole(text)
         ids = pd.Series(pd.NA, index=values.index, dtype="Int64")
         if fits.any():
-            numbers = pd.to_numeric(text[fits].str.replace(r"\.0*$", "", regex=True),
-                                    errors="coerce")  # fmt: skip
+            numbers = pd.to_numeric(_without_point_zero(text[fits]), errors="coerce")
             ok = numbers.notna() & (numbers.abs() < 2**63)
             ids[numbers.index[ok.to_numpy()]] = numbers[ok].astype("Int64")
             fits[np.flatnonzero(fits)[~ok.to_numpy()]] = False
-        return ids, present & ~fits
-    return normalize_ids(values), np.zeros(len(values), dtype=bool)
+        return ids, (present & ~fits) | undecodable
+    return normalize_ids(values), undecodable
+
+
+def _whole(text: pd.Series) -> np.ndarray:
+    """Which ids are written as whole numbers (17850, 17850.0; not 007 or 85123A)."""
+    arr = pa.array(text.fillna(""), type=pa.string())
+    matched: np.ndarray = pc.match_substring_regex(arr, _INT_TEXT).to_numpy(zero_copy_only=False)
+    return matched & text.notna().to_numpy()
+
+
+def _without_point_zero(text: pd.Series) -> pd.Series:
+    return text.str.replace(r"\.0*$", "", regex=True)
 
 
 def _decoded(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
@@ -301,9 +305,9 @@ def normalize_ids(values: pd.Series) -> pd.Series:
             return values.astype("Int64")
         return _as_text(values.astype("str").where(values.notna()))
     text = _as_text(values)
-    arr = pa.array(text.dropna(), type=pa.string())
-    if len(arr) and pc.all(pc.match_substring_regex(arr, _INT_TEXT)).as_py():
-        return text.str.replace(r"\.0*$", "", regex=True).astype("Int64")
+    present = text.notna().to_numpy()
+    if present.any() and _whole(text)[present].all():
+        return _without_point_zero(text).astype("Int64")
     return text
 
 

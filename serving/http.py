@@ -189,7 +189,7 @@ def create_app(
     ) -> dict[str, Any]:
         def answer() -> dict[str, Any]:
             model = recommender.model
-            user_id = _user_id(user, model.users.dtype, "user")
+            user_id = _query_id(user, model.users.dtype, "user")
             found = recommender.recommend(
                 user_id,
                 n,
@@ -211,7 +211,7 @@ def create_app(
 
     def product_page(endpoint: str, item: str, n: int) -> dict[str, Any]:
         def answer() -> dict[str, Any]:
-            item_id = _user_id(item, recommender.model.items.dtype, "item")
+            item_id = _query_id(item, recommender.model.items.dtype, "item")
             pages = {"similar": recommender.similar_items, "complementary":
                      recommender.complementary_items}  # fmt: skip
             return _listed(pages[endpoint](item_id, n))
@@ -335,8 +335,9 @@ def _split(value: str | None) -> list[str] | None:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-def _user_id(value: str | None, dtype: str, field: str) -> Any:
-    """A query parameter as the model's id type (whole numbers for an integer-id shop)."""
+def _query_id(value: str | None, dtype: str, field: str) -> Any:
+    """A query parameter (a user or item id) as the model's id type (whole numbers for an
+    integer-id shop)."""
     if value is None:
         return None
     return _typed(value.strip(), dtype, field)

@@ -19,7 +19,7 @@ from recsys.answer import (
     explain,
     for_visitor,
 )
-from recsys.blend import NO_EVENTS
+from recsys.blend import NO_EVENTS, Events
 from recsys.config import ExperimentConfig, VariantConfig, check_experiments
 from recsys.experiments import active_experiment
 from recsys.filters import Filters, Picker
@@ -248,7 +248,7 @@ class Recommender:
         self._label_and_record(result, model, variant, user_id, visitor_id, shown_at)
         return result
 
-    def _earlier(self, model: ServedModel, user_id: Any, visitor_id: Any, now: int) -> Any:
+    def _earlier(self, model: ServedModel, user_id: Any, visitor_id: Any, now: int) -> Events:
         """The visitor's live events since the model's data ended, as model indices."""
         if not model.serving.live.enabled or (user_id is None and visitor_id is None):
             return NO_EVENTS

@@ -408,11 +408,12 @@ def _choose_ranker(
 # win-back (repurchase leads) on the share of the tier whose list holds something they then
 # bought; discovery (favourite categories, segment and new arrivals) on NDCG of what they then
 # bought that they had never bought before.
-RULE_TARGETS: dict[str, tuple[str, str]] = {
-    "repurchase": ("bought from the list (hit rate)", "hit_rate"),
-    "favourite_categories": ("items new to them (ndcg)", "ndcg_new"),
-    "segment_popular": ("items new to them (ndcg)", "ndcg_new"),
-    "new_item": ("items new to them (ndcg)", "ndcg_new"),
+# lead -> (label, metric, scored on items new to the customer only)
+RULE_TARGETS: dict[str, tuple[str, str, bool]] = {
+    "repurchase": ("bought from the list (hit rate)", "hit_rate", False),
+    "favourite_categories": ("items new to them (ndcg)", "ndcg", True),
+    "segment_popular": ("items new to them (ndcg)", "ndcg", True),
+    "new_item": ("items new to them (ndcg)", "ndcg", True),
 }
 
 
@@ -451,24 +452,27 @@ def check_rules(
             if not kept:
                 leads, current = without, without_lists
             note = "" if enough else f"under {cfg.rule_min_users} users to score it on"
-            check = RuleCheck(tier, lead, share, len(rows), with_rule, without_rule, kept, note)
-            label, metric = RULE_TARGETS.get(lead, ("", ""))
-            target: dict[str, float] = {}
+            label, metric, new_only = RULE_TARGETS.get(lead, ("", "", False))
+            target_with = target_without = float("nan")
             if metric:
-                relevant = new_to_them if metric == "ndcg_new" else who.relevant
-                name = "ndcg" if metric == "ndcg_new" else metric
-                target = {
-                    "with": _mean(per_user(with_lists, relevant, n_items, cfg.k, name)),
-                    "without": _mean(per_user(without_lists, relevant, n_items, cfg.k, name)),
-                }
+                relevant = new_to_them if new_only else who.relevant
+                target_with = _mean(per_user(with_lists, relevant, n_items, cfg.k, metric))
+                target_without = _mean(per_user(without_lists, relevant, n_items, cfg.k, metric))
             checks.append(
-                dataclasses.replace(
-                    check,
+                RuleCheck(
+                    tier,
+                    lead,
+                    share,
+                    len(rows),
+                    with_rule,
+                    without_rule,
+                    kept,
+                    note,
                     low=gain.low,
                     high=gain.high,
                     target=label,
-                    target_with=target.get("with", float("nan")),
-                    target_without=target.get("without", float("nan")),
+                    target_with=target_with,
+                    target_without=target_without,
                 )
             )
     final = {tier: rules for tier, rules in leads.items() if rules}
