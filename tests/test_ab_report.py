@@ -15,7 +15,7 @@ from scipy import stats
 
 from recsys.errors import SchemaError
 from recsys.schema import EventType
-from training.abreport import (
+from training.evaluation.abreport import (
     ab_report,
     bootstrap_difference,
     format_ab_report,

@@ -22,7 +22,7 @@ from scipy import stats
 
 from recsys.schema import EventType
 from tests.conftest import shared_file
-from training.abreport import METRICS, ab_report, minimum_detectable_effect
+from training.evaluation.abreport import METRICS, ab_report, minimum_detectable_effect
 
 pytestmark = pytest.mark.slow
 

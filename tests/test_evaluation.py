@@ -21,7 +21,7 @@ import pytest
 from recsys.config import Config, load_config
 from recsys.errors import ConfigError, NotEnoughHistoryError
 from training.cli import EXIT_BAD_INPUT, EXIT_OK, main
-from training.evaluate import evaluate, format_summary
+from training.evaluation.evaluate import evaluate, format_summary
 
 DAY = 86_400
 HOUR = 3_600
@@ -564,7 +564,7 @@ def test_a_gain_whose_interval_does_not_clear_the_bar_is_not_shown_not_passed() 
     import numpy as np
 
     from recsys.config import EvaluationConfig
-    from training.evaluate import _verdict
+    from training.evaluation.evaluate import _verdict
 
     rng = np.random.default_rng(0)
     kinds = {"engine": "engine", "popular": "baseline"}

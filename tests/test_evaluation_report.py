@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from training.report import ReportFiles, render_markdown, write_report
+from training.evaluation.report import ReportFiles, render_markdown, write_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Every plot, in the order the report shows them.

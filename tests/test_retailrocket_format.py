@@ -6,9 +6,9 @@ import dataclasses
 from pathlib import Path
 
 from recsys.config import load_config
-from recsys.synthetic import SyntheticShape, generate_retailrocket
 from tests.conftest import ROOT
 from training.dataset import build_dataset
+from training.synthetic import SyntheticShape, generate_retailrocket
 
 
 def test_retailrocket_events_and_item_properties_load_with_the_shipped_config(

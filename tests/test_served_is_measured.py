@@ -15,7 +15,7 @@ from recsys.split import time_split
 from serving import Recommender
 from tests.serving_shop import shop_config, write_shop
 from training.dataset import build_dataset, fit_data, subset
-from training.evaluate import evaluate
+from training.evaluation.evaluate import evaluate
 from training.job import fit_models, nightly_model, version_content
 from training.scoring import served_ranker
 from training.steps import Steps

@@ -18,7 +18,7 @@ from recsys.config import Config
 from recsys.errors import EventsSchemaError
 from recsys.ingest import EventLog, load_events
 from tests.conftest import make_config, write_csv
-from training.spark_ingest import SparkEventLog, load_events_spark, to_event_log
+from training.spark.spark_ingest import SparkEventLog, load_events_spark, to_event_log
 
 pytestmark = pytest.mark.spark
 T0 = 1_700_000_000  # 2023-11-14, inside the window below

@@ -29,9 +29,9 @@ from recsys.spark import spark_session
 from serving import Recommender
 from tests.models_fixtures import fit_data
 from tests.serving_shop import shop_config, write_shop
-from training import spark_train
-from training.spark_ingest import SparkEventLog
-from training.spark_train import (
+from training.spark import spark_train
+from training.spark.spark_ingest import SparkEventLog
+from training.spark.spark_train import (
     als_spark,
     copurchase_spark,
     entries_frame,

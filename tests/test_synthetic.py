@@ -15,7 +15,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from recsys.synthetic import SyntheticPaths, SyntheticShape, generate_retailrocket
+from training.synthetic import SyntheticPaths, SyntheticShape, generate_retailrocket
 
 SCALE = 0.01
 SHAPE = SyntheticShape().scaled(SCALE)
@@ -346,7 +346,7 @@ def test_scaling_by_a_non_positive_factor_raises_value_error(factor: float) -> N
 def test_a_heavy_tailed_shop_has_the_same_totals_and_visitors_with_thousands_of_events(
     tmp_path: Path,
 ) -> None:
-    from recsys.synthetic import SyntheticShape, generate_retailrocket
+    from training.synthetic import SyntheticShape, generate_retailrocket
 
     shape = SyntheticShape(activity="heavy", max_visitor_views=1_000).scaled(0.05)
     light = SyntheticShape(max_visitor_views=1_000).scaled(0.05)
@@ -362,7 +362,7 @@ def test_a_heavy_tailed_shop_has_the_same_totals_and_visitors_with_thousands_of_
 
 
 def test_an_unknown_activity_is_refused(tmp_path: Path) -> None:
-    from recsys.synthetic import SyntheticShape, generate_retailrocket
+    from training.synthetic import SyntheticShape, generate_retailrocket
 
     with pytest.raises(ValueError, match="activity must be 'light' or 'heavy'"):
         generate_retailrocket(tmp_path, SyntheticShape(activity="wild").scaled(0.01))

@@ -10,9 +10,9 @@ import pytest
 
 from recsys.config import load_config
 from tests.test_evaluation import CUT, write_config, write_shop
-from training import tune as tune_module
 from training.cli import EXIT_OK, main
-from training.tune import tune
+from training.evaluation import tune as tune_module
+from training.evaluation.tune import tune
 
 
 @pytest.fixture

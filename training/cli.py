@@ -302,7 +302,7 @@ def _train(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     if args.engine == "spark":
-        from training.spark_train import train_spark
+        from training.spark.spark_train import train_spark
 
         result = train_spark(
             config,
@@ -329,8 +329,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from training.evaluate import default_out, evaluate, format_summary
-    from training.report import write_report
+    from training.evaluation.evaluate import default_out, evaluate, format_summary
+    from training.evaluation.report import write_report
 
     configs = [load_config(path) for path in args.config]
     ks = None
@@ -358,7 +358,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from training.tune import tune
+    from training.evaluation.tune import tune
 
     result = tune(
         load_config(args.config),
@@ -384,7 +384,7 @@ def _ab_report(args: argparse.Namespace) -> int:
 
     from recsys.ingest import load_events
     from serving.exposures import read_exposures
-    from training.abreport import ab_report, format_ab_report, write_ab_report
+    from training.evaluation.abreport import ab_report, format_ab_report, write_ab_report
 
     config = load_config(args.config)
     if args.events:
@@ -624,7 +624,7 @@ def _print_list(title: str, items: Sequence[Any]) -> None:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from recsys.synthetic import SyntheticShape, generate_retailrocket
+    from training.synthetic import SyntheticShape, generate_retailrocket
 
     shape = dataclasses.replace(SyntheticShape().scaled(args.scale), activity=args.activity)
     paths = generate_retailrocket(args.out, shape, seed=args.seed, fmt=args.format)

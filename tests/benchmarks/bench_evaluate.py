@@ -29,8 +29,8 @@ RUNS: dict[str, tuple[str, dict[str, float]]] = {
 
 def _one(name: str) -> None:
     from recsys.config import load_config
-    from training.evaluate import evaluate, format_summary
-    from training.report import write_report
+    from training.evaluation.evaluate import evaluate, format_summary
+    from training.evaluation.report import write_report
 
     path, holdout = RUNS[name]
     config = load_config(ROOT / path)

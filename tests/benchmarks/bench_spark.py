@@ -58,7 +58,7 @@ def _one(step: str, engine: str, master: str) -> None:
                 report = load_events(config).report
             else:
                 from recsys.spark import spark_session
-                from training.spark_ingest import load_events_spark
+                from training.spark.spark_ingest import load_events_spark
 
                 spark = spark_session(master, {"spark.ui.enabled": "false"})
                 report = load_events_spark(config, spark).report
@@ -70,7 +70,7 @@ def _one(step: str, engine: str, master: str) -> None:
 
                 train(config, out=tmp / "models", force=True)
             else:
-                from training.spark_train import train_spark
+                from training.spark.spark_train import train_spark
 
                 train_spark(
                     config,

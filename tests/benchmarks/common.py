@@ -20,7 +20,7 @@ def ensure_synthetic(fmt: str, scale: float = 1.0, seed: int = 0, activity: str 
     `activity="heavy"` is the heavy-tailed shop (some visitors with thousands of events)."""
     import dataclasses
 
-    from recsys.synthetic import SyntheticShape, generate_retailrocket
+    from training.synthetic import SyntheticShape, generate_retailrocket
 
     folder = (
         SYNTHETIC

@@ -142,7 +142,7 @@ def evaluate(
     intervals). With `validation`, the period of the same length just before the held-out one
     is scored instead, and the held-out period is not read at all: choose weights there, then
     confirm once on the held-out period. The results are plain JSON-ready data, as
-    `training.report.write_report` takes.
+    `training.evaluation.report.write_report` takes.
     """
     if not configs:
         raise ValueError("evaluate needs at least one configuration")

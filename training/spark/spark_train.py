@@ -38,7 +38,7 @@ from recsys.schema import EVENT_TYPES, EventType
 from recsys.spark import spark_session
 from recsys.sparse import topk_per_row
 from training.job import TrainResult, fit_small_models, train
-from training.spark_ingest import load_events_spark, to_event_log
+from training.spark.spark_ingest import load_events_spark, to_event_log
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

@@ -39,7 +39,7 @@ from recsys.errors import SchemaError
 from recsys.jsonable import jsonable
 from recsys.metrics import Interval
 from recsys.schema import EventType
-from training.report import DPI, JSON_NAME, MARKDOWN_NAME, PLOTS_SKIPPED
+from training.evaluation.report import DPI, JSON_NAME, MARKDOWN_NAME, PLOTS_SKIPPED
 
 PLOT_NAME = "ab_metrics.png"
 METRICS: tuple[str, ...] = (

@@ -22,7 +22,7 @@ import numpy as np
 from recsys.config import BlendConfig, Config
 from recsys.metrics import mean_metrics, ranking_metrics
 from training.dataset import build_dataset
-from training.evaluate import (
+from training.evaluation.evaluate import (
     HEADLINE_K,
     Engine,
     Requests,
