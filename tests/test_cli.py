@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.conftest import ROOT
@@ -85,3 +87,42 @@ def test_recommend_without_a_model_says_to_train_first(
 ) -> None:
     assert main(["recommend", "--models", str(tmp_path / "none")]) == EXIT_BAD_INPUT
     assert "no such model directory; run `recsys train` first" in capsys.readouterr().err
+
+
+def test_quickstart_trains_the_sample_prints_three_lists_and_exports_saying_each_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fresh checkout's data/ folder; the models, rejects and export land beside it.
+    (tmp_path / "data").mkdir()
+    shutil.copytree(ROOT / "data/configs", tmp_path / "data/configs")
+    shutil.copy(ROOT / "data/online_retail_sample.csv.gz", tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    assert main(["-q", "quickstart"]) == EXIT_OK
+    out = capsys.readouterr().out
+    commands = [line for line in out.splitlines() if line.startswith("$ ")]
+    assert commands == [
+        "$ recsys train --config data/configs/sample.toml",
+        "$ recsys recommend --models models --user 13047 --n 5",
+        "$ recsys recommend --models models --session 84879,22745 --n 3",
+        "$ recsys recommend --models models --item 84879 --n 3",
+        "$ recsys export --models models --out recs.parquet --n 10",
+    ]
+    assert "published version 000001:" in out
+    assert "for user 13047 (model 000001):" in out
+    assert "for anonymous visitor with session ['84879', '22745'] (model 000001):" in out
+    assert "similar to item 84879:" in out and "bought with item 84879:" in out
+    assert "exported 300 users" in out
+    assert (tmp_path / "models/000001/manifest.json").is_file()
+    assert len(pd.read_parquet(tmp_path / "recs.parquet")) == 3_000
+
+
+def test_quickstart_outside_the_project_root_says_where_to_run_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["quickstart"]) == EXIT_BAD_INPUT
+    assert capsys.readouterr().err.strip() == (
+        f"recsys: error: data/configs/sample.toml: no such file in {tmp_path}; run "
+        "`recsys quickstart` from the project's root (the folder holding data/)"
+    )
+    assert list(tmp_path.iterdir()) == []

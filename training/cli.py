@@ -7,6 +7,7 @@ import dataclasses
 import errno
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -270,6 +271,13 @@ def _parser() -> argparse.ArgumentParser:
         "of events) or light",
     )
     synth.set_defaults(run=_synth)
+
+    quick = sub.add_parser(
+        "quickstart",
+        help="train on the bundled sample, print three lists and export them, showing each "
+        "command it runs (run from the project's root)",
+    )
+    quick.set_defaults(run=_quickstart)
     return parser
 
 
@@ -630,6 +638,42 @@ def _synth(args: argparse.Namespace) -> int:
     paths = generate_retailrocket(args.out, shape, seed=args.seed, fmt=args.format)
     for name, path in vars(paths).items():
         print(f"{name}: {path}")
+    return EXIT_OK
+
+
+# The quick start's shop and the ids it asks about (a customer and a product of the sample).
+QUICKSTART_CONFIG = Path("data/configs/sample.toml")
+QUICKSTART_USER = "13047"
+QUICKSTART_SESSION = "84879,22745"
+QUICKSTART_ITEM = "84879"
+QUICKSTART_EXPORT = "recs.parquet"
+
+
+def _quickstart(args: argparse.Namespace) -> int:
+    """Run the quick start's commands one after another, each printed before it runs."""
+    if not QUICKSTART_CONFIG.is_file():
+        print(
+            f"recsys: error: {QUICKSTART_CONFIG}: no such file in {Path.cwd()}; run "
+            "`recsys quickstart` from the project's root (the folder holding data/)",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    models = os.path.relpath(load_config(QUICKSTART_CONFIG).output.models)
+    commands = [
+        ["train", "--config", str(QUICKSTART_CONFIG)],
+        ["recommend", "--models", models, "--user", QUICKSTART_USER, "--n", "5"],
+        ["recommend", "--models", models, "--session", QUICKSTART_SESSION, "--n", "3"],
+        ["recommend", "--models", models, "--item", QUICKSTART_ITEM, "--n", "3"],
+        ["export", "--models", models, "--out", QUICKSTART_EXPORT, "--n", "10"],
+    ]
+    parser = _parser()
+    for command in commands:
+        print(f"\n$ recsys {shlex.join(command)}", flush=True)
+        step = parser.parse_args(command)
+        code: int = step.run(step)
+        sys.stdout.flush()
+        if code != EXIT_OK:
+            return code
     return EXIT_OK
 
 
