@@ -107,8 +107,10 @@ class ALSCandidates:
     ) -> ALSCandidates:
         """Search the top-k pool items of every user of `matrix` and of every item, in batch.
 
-        `threads` 0 means one per core; `users` (indices) limits the user lists to those
-        users, the others getting none (an evaluation asks only a sample).
+        `threads` 0 means one per core. `users` (indices) limits the lists to what those users
+        are answered from: their own lists, and the item lists of those whose only item it is;
+        other users and items get none. An evaluation asks only such a sample of known users,
+        and searching all 235k item lists of a shop for it cost about 30 s a model.
         """
         import faiss
 
@@ -133,14 +135,26 @@ class ALSCandidates:
         user_slot = np.full(n_users, -1 - n_items, dtype=np.int32)
         user_slot[own] = np.arange(len(own), dtype=np.int32)
         user_slot[single] = -1 - matrix.indices[first[single]]
-        directions = (als.item_factors_.astype(np.float64) @ als.gram_inverse).astype(np.float32)
+        item_ok = np.asarray(als.item_factors_.any(axis=1))
+        listed = np.arange(n_items)
+        if users is not None:
+            listed = np.unique(matrix.indices[first[single]])
+            wanted = np.zeros(n_items, dtype=bool)
+            wanted[listed] = True
+            item_ok = item_ok & wanted
+        directions = (als.item_factors_[listed].astype(np.float64) @ als.gram_inverse).astype(
+            np.float32
+        )
         previous = faiss.omp_get_max_threads()
         faiss.omp_set_num_threads(int(threads) or os.cpu_count() or 1)
         try:
             user_positions, user_scores = _positions(search, als.user_factors_[own], k)
-            item_positions, item_scores = _positions(search, directions, k)
+            found_positions, found_scores = _positions(search, directions, k)
         finally:
             faiss.omp_set_num_threads(previous)
+        item_positions = np.zeros((n_items, k), dtype=found_positions.dtype)
+        item_scores = np.zeros((n_items, k), dtype=np.float32)
+        item_positions[listed], item_scores[listed] = found_positions, found_scores
         return cls(
             {
                 "pool": search.pool,
@@ -149,7 +163,7 @@ class ALSCandidates:
                 "user_scores": user_scores,
                 "item_positions": item_positions,
                 "item_scores": item_scores,
-                "item_ok": np.asarray(als.item_factors_.any(axis=1)),
+                "item_ok": item_ok,
             }
         )
 

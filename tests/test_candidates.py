@@ -139,3 +139,19 @@ def test_the_blend_ranks_the_same_with_stored_candidates_as_with_a_live_search()
         expected = live.rank(-1, data.now, 10, session=np.array(session))
         got = served.rank(-1, data.now, 10, session=np.array(session))
         np.testing.assert_array_equal(got.items, expected.items)
+
+
+def test_an_evaluation_store_holds_exactly_the_lists_its_asked_users_are_answered_from() -> None:
+    data = _shop()
+    als, _, pool = _fitted(data)
+    full = ALSCandidates.build(als, data.matrix, pool, k=10)
+    per_user = np.diff(data.matrix.indptr)
+    asked = np.r_[np.flatnonzero(per_user == 1)[:5], np.flatnonzero(per_user >= 2)[:5]]
+    sample = ALSCandidates.build(als, data.matrix, pool, k=10, users=asked)
+    for user in asked.tolist():
+        for got, expected in zip(sample.of_user(user, 10), full.of_user(user, 10), strict=True):
+            np.testing.assert_array_equal(got, expected)
+    their_items = data.matrix.indices[data.matrix.indptr[asked[:5]]]
+    others = np.setdiff1d(np.arange(data.matrix.shape[1]), their_items)
+    assert sample.item_ok.sum() == len(np.unique(their_items))
+    assert all(len(sample.of_item(int(item), 10)[0]) == 0 for item in others)
