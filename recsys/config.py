@@ -851,11 +851,21 @@ class RankerConfig:
     # train on at most this many users in all, newest period first (a seeded sample): on a
     # large log the newest period fills it and older periods (a model fit each) are skipped.
     max_users: int = 20_000
+    # the ranker orders the lists of known users whose history holds at least this many
+    # distinct items; the blend answers the others (a one-item browser's list then depends on
+    # the item alone, which batch export shares between such users). A cost knob, not a free
+    # win: 2 scored 0.3894 against 0.3913 on the Online Retail validation period (paired 95%
+    # interval of the difference [-0.0050, +0.0018]).
+    min_items: int = 1
     # LightGBM: boosting rounds at most (early stopping on a fifth of the users), leaves per
-    # tree, learning rate, smallest leaf.
+    # tree.
     trees: int = 300
     leaves: int = 15
-    learning_rate: float = 0.05
+    # LightGBM's learning rate. 0.1, not 0.05: as good on the Online Retail validation period
+    # (NDCG@20 0.3912 against 0.3913, paired 95% interval of the difference [-0.0033,
+    # +0.0034]) with 71 trees instead of 96, and a ranker's cost in serving grows with its trees.
+    learning_rate: float = 0.1
+    # LightGBM: the fewest rows in a leaf.
     min_data_in_leaf: int = 20
     # boosting stops after this many rounds without a better NDCG@20 on the held-out fifth.
     patience: int = 50
@@ -871,6 +881,7 @@ class RankerConfig:
             _positive("ranker.label_days", self.label_days)
         _positive("ranker.max_users", self.max_users)
         _positive("ranker.periods", self.periods)
+        _positive("ranker.min_items", self.min_items)
         _positive("ranker.trees", self.trees)
         if self.leaves < 2:
             raise ConfigError(f"ranker.leaves must be >= 2 (got {self.leaves})")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys.blend import NO_EVENTS, SOURCES, Candidates, Events, Ranked
+from recsys.blend import NO_EVENTS, SOURCES, Candidates, Events, Ranked, visitor_history
 from recsys.filters import Picker
 from recsys.models.content import ContentModel
 from recsys.models.popularity import PopularityModel
@@ -71,7 +71,7 @@ def _blend(model: ServedModel, visit: Visit, picker: Picker) -> Ranked | None:
     # refuse its items, so only then does it need to propose more than the gap.
     gap = picker.n - len(picker.items)
     wanted = 3 * picker.n if picker.cap else gap
-    if model.ranker is not None and visit.user >= 0:
+    if model.ranker is not None and visit.user >= 0 and ranks(model, visit.user, visit.earlier):
         # The ranker is trained and scored on known users' lists; a visitor the model does not
         # know is answered by the blend, as evaluated on visits.
         return _ranked(model, visit, picker, wanted)
@@ -111,6 +111,20 @@ def _ranked(model: ServedModel, visit: Visit, picker: Picker, wanted: int) -> Ra
         ranked.items, ranked.scores, _SOURCE_NAMES[ranked.sources], ranked.seeds, filtered=True
     )
     return ranked
+
+
+def ranks(model: ServedModel, user: int, earlier: Events = NO_EVENTS) -> bool:
+    """Whether the learned ranker orders a known user's list (else the blend does): their
+    history, live events included, holds at least `ranker.min_items` distinct items."""
+    need = model.ranker_min_items
+    if need <= 1:
+        return True
+    items = visitor_history(model.blender.strategies.history, user, earlier)[0]
+    if len(items) < need:
+        return False
+    if need == 2:
+        return bool((items != items[0]).any())
+    return len(np.unique(items)) >= need
 
 
 def ranker_candidates(

@@ -91,8 +91,10 @@ class ServedModel:
     # facts its features read.
     ranker: LearnedRanker | None = None
     facts: ItemFacts | None = None
-    # how many candidates each part proposes for the ranker.
+    # how many candidates each part proposes for the ranker, and how many distinct items a
+    # known user's history must hold for the ranker to order their list.
     ranker_candidates: int = 40
+    ranker_min_items: int = 1
     # The running A/B experiment (None: none) and, per variant name, this model as that
     # variant serves it (its blend weights and serving settings; the arrays are shared).
     experiment: ExperimentConfig | None = None
@@ -186,6 +188,7 @@ class ServedModel:
         assert isinstance(popularity, PopularityModel)
         rank = popularity.rank_
         ranker = None
+        ranker_config = (manifest.get("config") or {}).get("ranker", {})
         if files.has("ranker.txt"):
             ranker = LearnedRanker.from_text(files.text("ranker.txt"), str(version_dir))
         facts = ItemFacts.of(
@@ -221,9 +224,8 @@ class ServedModel:
             serving=serving,
             ranker=ranker,
             facts=facts,
-            ranker_candidates=int(
-                (manifest.get("config") or {}).get("ranker", {}).get("candidates", 40)
-            ),
+            ranker_candidates=int(ranker_config.get("candidates", 40)),
+            ranker_min_items=int(ranker_config.get("min_items", 1)),
         )
         experiments = experiments_from_manifest(
             manifest.get("experiments") or [], blend_config, serving

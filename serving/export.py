@@ -324,8 +324,9 @@ def sharing(
     dates = np.full(len(users), -1, dtype=np.int64)
     found = Sharing(keys, kinds, dates)
     known = np.flatnonzero(users >= 0)
-    if len(known) == 0 or model.ranker is not None:
-        # The learned ranker reads how long ago each event was: one-item users' lists differ.
+    if len(known) == 0 or (model.ranker is not None and model.ranker_min_items < 2):
+        # The learned ranker reads how long ago each event was: one-item users' lists differ,
+        # unless the blend answers them (ranker.min_items >= 2).
         return found
     history = model.blender.strategies.history
     rows = users[known]

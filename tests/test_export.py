@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
 import serving.export as export_module
+from recsys.config import Config
 from recsys.errors import ModelDirError
 from recsys.filters import Filters
 from serving import Recommender
@@ -24,7 +26,24 @@ BROWSERS = range(200, 240)
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("export-shop")
+    config = _browsing_shop(tmp_path_factory.mktemp("export-shop"))
+    train(config, force=True)
+    return config.output.models
+
+
+@pytest.fixture(scope="module")
+def ranked_shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same shop with the learned ranker served to customers of two items or more."""
+    config = _browsing_shop(
+        tmp_path_factory.mktemp("export-ranked-shop"),
+        ranker={"enabled": True, "label_days": 7, "serve": "always", "min_items": 2},
+        training={"holdout_days": 7},
+    )
+    train(config, force=True)
+    return config.output.models
+
+
+def _browsing_shop(folder: Path, **overrides: Any) -> Config:
     paths = write_shop(folder)
     events = pd.read_csv(paths["events"])
     extra = [
@@ -58,9 +77,9 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
             },
             "columns": columns,
         },
+        **overrides,
     )
-    train(config, force=True)
-    return config.output.models
+    return config
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +127,21 @@ def test_browsers_with_one_item_share_a_list_and_still_get_their_own_answer(
     lists = _lists(table.to_pandas())
     for user in ids.tolist():
         assert lists[user] == _served(rec, user, 5), user
+
+
+def test_under_a_ranker_for_two_items_or_more_browsers_still_share_and_every_list_is_served(
+    ranked_shop: Path, tmp_path: Path
+) -> None:
+    rec = Recommender.load(ranked_shop)
+    model = rec.model
+    assert model.ranker is not None
+    ids = np.array([*BROWSERS, 240, 0])
+    keys = share_keys(model, model.users.index(ids).astype(np.int64), ids)
+    assert (keys[:-2] >= 0).all() and keys[-2] == -1 and keys[-1] == -1
+    export(ranked_shop, tmp_path / "recs.parquet", 8, now=NOW, progress=False)
+    lists = _lists(pd.read_parquet(tmp_path / "recs.parquet"))
+    for user in rec.model.users.ids.tolist():
+        assert lists[user] == _served(rec, user, 8), user
 
 
 def test_one_item_users_share_only_when_their_reminders_read_alike(rec: Recommender) -> None:

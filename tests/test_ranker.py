@@ -87,3 +87,43 @@ def test_anonymous_visits_are_answered_by_the_blend_not_the_ranker(ranked_shop: 
     visit = rec.recommend(None, n=5, session_items=["sku1"], now=NOW)
     without = Recommender(ranked_shop, rec.model.with_ranker(None))
     assert visit.item_ids == without.recommend(None, n=5, session_items=["sku1"], now=NOW).item_ids
+
+
+@pytest.fixture(scope="module")
+def ranked_from_two_items(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_shop_model(
+        tmp_path_factory.mktemp("ranked-two-items"),
+        ranker={"enabled": True, "label_days": 7, "serve": "always", "min_items": 2},
+        training={"holdout_days": 7},
+    )
+
+
+def test_a_one_item_customer_is_answered_by_the_blend_when_the_ranker_needs_two_items(
+    ranked_from_two_items: Path,
+) -> None:
+    rec = Recommender.load(ranked_from_two_items)
+    assert rec.model.ranker is not None and rec.model.ranker_min_items == 2
+    blend = Recommender(ranked_from_two_items, rec.model.with_ranker(None))
+    # customer 100 only ever bought coffee: one item, so the blend answers them ...
+    assert rec.recommend(100, n=5, now=NOW) == blend.recommend(100, n=5, now=NOW)
+    # ... and a customer with many items gets the ranker's order.
+    regular = [
+        u for u in range(60) if rec.recommend(u, n=5, now=NOW) != blend.recommend(u, n=5, now=NOW)
+    ]
+    assert regular
+
+
+def test_a_live_event_on_a_second_item_hands_a_one_item_customer_to_the_ranker(
+    ranked_from_two_items: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rec = Recommender.load(ranked_from_two_items)
+    ranker = rec.model.ranker
+    assert ranker is not None
+    asked: list[int] = []
+    predict = ranker.predict
+    monkeypatch.setattr(ranker, "predict", lambda rows: asked.append(len(rows)) or predict(rows))
+    rec.recommend(100, n=5, now=NOW)
+    assert asked == []
+    rec.record_event(100, "sku7", "view", NOW - 60)
+    rec.recommend(100, n=5, now=NOW)
+    assert len(asked) == 1

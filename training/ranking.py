@@ -20,7 +20,7 @@ import numpy as np
 from recsys.answer import new_picker
 from recsys.config import Config
 from recsys.errors import NotEnoughHistoryError
-from recsys.fallback import ranker_candidates, ranker_features
+from recsys.fallback import ranker_candidates, ranker_features, ranks
 from recsys.filters import Filters
 from recsys.metrics import relevance_codes
 from recsys.models.base import FitData, Model
@@ -74,9 +74,19 @@ def fit_ranker(
     for _period in range(cfg.periods):
         if budget <= 0:
             break
+        period_started = time.perf_counter()
         found = _period_lists(dataset, config, end, label_days, fit, serve, rng, budget)
         if found is None:
             break
+        log.info(
+            "ranker label period %d of at most %d: %s users asked, %s lists with a positive "
+            "in %.1fs",
+            _period + 1,
+            cfg.periods,
+            f"{found[4]:,}",
+            f"{len(found[2]):,}",
+            time.perf_counter() - period_started,
+        )
         label_start = found[3]
         blocks += found[0]
         labels += found[1]
@@ -157,6 +167,8 @@ def _period_lists(
     filters = Filters().resolved(served.serving)
     blocks, labels, groups = [], [], []
     for position, user in enumerate(asked.tolist()):
+        if not ranks(served, user):
+            continue  # the blend answers them: the ranker learns from the lists it orders
         start, stop = int(starts[position]), int(ends[position])
         picker = new_picker(served, user, cfg.candidates, filters)
         found = ranker_candidates(served, user, split.cut, cfg.candidates, picker)
