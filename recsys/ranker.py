@@ -45,6 +45,8 @@ FACTS: tuple[str, ...] = (
     "visit_items",
 )
 FEATURES: tuple[str, ...] = tuple(f"part_{name}" for name in SLOTS) + FACTS
+# Each fact's column in a feature row.
+_COLUMN = {name: len(SLOTS) + position for position, name in enumerate(FACTS)}
 _PURCHASE, _VIEW = int(EventType.PURCHASE), int(EventType.VIEW)
 # What the pair facts read of a long history: its most recent events (a heavy user's
 # thousands of events must not make the tail of serving's latency).
@@ -99,9 +101,8 @@ def features(
     out = np.full((n, len(FEATURES)), np.nan, dtype=np.float32)
     if n == 0:
         return out
-    slots = len(SLOTS)
-    out[:, :slots] = candidates.parts
-    column = {name: slots + position for position, name in enumerate(FACTS)}
+    out[:, : len(SLOTS)] = candidates.parts
+    column = _COLUMN
     out[:, column["popularity_rank"]] = facts.popularity_rank[items]
     out[:, column["trend"]] = facts.trend[items]
     price = facts.price[items]
@@ -157,9 +158,10 @@ def features(
         share = np.zeros(n)
         share[in_range] = counts[mine[in_range]] / len(h_items)
         out[:, column["category_share"]] = share
-        paid = h_items[bought]
-        prices = facts.price[paid]
-        usual = float(np.nanmedian(prices)) if np.isfinite(prices).any() else np.nan
+        prices = facts.price[h_items[bought]]
+        # np.nanmedian's warnings machinery costs more than the median of a few prices.
+        known_prices = prices[~np.isnan(prices)]
+        usual = float(np.median(known_prices)) if np.isfinite(prices).any() else np.nan
         if usual > 0:
             out[:, column["price_vs_usual"]] = np.log(np.maximum(price, 1e-9) / usual)
     due = candidates.due
