@@ -398,3 +398,55 @@ def test_without_matplotlib_markdown_and_json_are_still_written(
     assert "## Plots\n\nPlots skipped: matplotlib is not installed" in markdown
     assert 'pip install "recsys-shop[report]"' in markdown
     assert "**PASSED: the engine beats every baseline" in markdown
+
+
+def many_strategies(n: int) -> dict[str, Any]:
+    """Return a result with the engine and n baselines, known users and a one-user group."""
+    results = minimal_results()
+    known = {"engine": scores(0.30, 0.35)}
+    known |= {f"baseline{i}": scores(0.01 * i, 0.01 * i) for i in range(n)}
+    results["strategies"] = {"engine": {"kind": "engine", "label": "engine"}} | {
+        f"baseline{i}": {"kind": "baseline", "label": f"baseline {i}"} for i in range(n)
+    }
+    results["global"]["targets"] = {
+        "conversion": {
+            "label": "add-to-cart and purchase events",
+            "groups": {
+                "known": {"label": "known users", "users": 500, "results": known},
+                "tier:new": {"label": "new", "users": 1, "results": copy.deepcopy(known)},
+            },
+        }
+    }
+    return results
+
+
+def test_with_a_dozen_strategies_every_line_has_its_own_style_and_the_engine_is_boldest() -> None:
+    from matplotlib.figure import Figure
+
+    from training.evaluation.report import _draw_metric_vs_k
+
+    figure = Figure()
+    assert _draw_metric_vs_k(figure, many_strategies(13))
+    lines = {line.get_label(): line for line in figure.axes[0].get_lines()}
+    assert len(lines) == 14
+    styles = {(ln.get_color(), ln.get_marker(), ln.get_linestyle()) for ln in lines.values()}
+    assert len(styles) == 14
+    engine = lines.pop("engine")
+    assert engine.get_color() == "black"
+    assert all(engine.get_linewidth() > line.get_linewidth() for line in lines.values())
+    assert all(engine.get_zorder() > line.get_zorder() for line in lines.values())
+
+
+def test_a_group_of_one_user_is_drawn_faded_and_labelled_with_its_size() -> None:
+    from matplotlib.figure import Figure
+
+    from training.evaluation.report import _draw_by_group
+
+    figure = Figure()
+    assert _draw_by_group(figure, many_strategies(3))
+    ax = figure.axes[0]
+    assert [text.get_text() for text in ax.texts] == ["n=1"]
+    assert "faded: under 20 users" in ax.get_xlabel()
+    # Four strategies: the known group's bars first, then the one-user group's, per strategy.
+    alphas = [bar.get_alpha() for bar in ax.patches]
+    assert alphas == [None, 0.3] * 4

@@ -24,6 +24,17 @@ DASH = "–"  # a value nobody could be scored on (NaN) or one the results leave
 PLOTS_SKIPPED = (
     'Plots skipped: matplotlib is not installed; install with `pip install "recsys-shop[report]"`.'
 )
+# Series styles: no two strategies share one, and the engine stands out (black, thick, on top).
+_COLOURS = (  # matplotlib's tab10
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+)  # fmt: skip
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">")  # 9 against 10 colours: 90 pairs
+_LINES = ("-", "--", ":", "-.")
+_HATCHES = ("", "//", "..", "xx")  # bars: a new hatch each time the colours come round again
+_ENGINE_COLOURS = ("black", "#7f0000", "#00264d")  # an engine per compared configuration
+# A user group smaller than this is drawn faded and labelled with its size: its mean is noise.
+FEW_USERS = 20
 _METRIC_NAMES = {
     "recall": "Recall",
     "precision": "Precision",
@@ -517,6 +528,61 @@ def _write_plots(results: Mapping[str, Any], out: Path) -> tuple[tuple[Path, ...
     return tuple(written), None
 
 
+@dataclass(frozen=True)
+class _Style:
+    """How one strategy is drawn in every plot."""
+
+    colour: str
+    marker: str
+    line: str
+    hatch: str
+    engine: bool
+
+    def line_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of `Axes.plot`: engines thick, large and on top."""
+        return {
+            "color": self.colour,
+            "marker": self.marker,
+            "linestyle": self.line,
+            "linewidth": 2.8 if self.engine else 1.3,
+            "markersize": 11 if self.engine else 5,
+            "zorder": 3 if self.engine else 2,
+        }
+
+    def bar_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of `Axes.bar`: the hatch, if any, drawn in white over the colour."""
+        return {
+            "color": self.colour,
+            "hatch": self.hatch or None,
+            "edgecolor": "white",
+            "linewidth": 0.4,
+            "zorder": 3 if self.engine else 2,
+        }
+
+
+def _styles(results: Mapping[str, Any], keys: Sequence[str]) -> dict[str, _Style]:
+    """Give every strategy in `keys` its own style; engines (kind "engine") the bold ones."""
+    styles = {}
+    engines = others = 0
+    for key in keys:
+        if _kind(results, key) == "engine":
+            colour = _ENGINE_COLOURS[engines % len(_ENGINE_COLOURS)]
+            line = _LINES[engines // len(_ENGINE_COLOURS) % len(_LINES)]
+            styles[key] = _Style(colour, "*", line, "", engine=True)
+            engines += 1
+        else:
+            turn = others // len(_COLOURS) % len(_LINES)
+            colour, marker = _COLOURS[others % len(_COLOURS)], _MARKERS[others % len(_MARKERS)]
+            styles[key] = _Style(colour, marker, _LINES[turn], _HATCHES[turn], engine=False)
+            others += 1
+    return styles
+
+
+def _kind(results: Mapping[str, Any], key: str) -> str:
+    """Return a strategy's kind: engine, strategy, baseline (or "other")."""
+    return str(((results.get("strategies") or {}).get(key) or {}).get("kind") or "other")
+
+
 def _legend_right(figure: Figure) -> None:
     """Place the legend right of the last plot, where it hides no line or bar."""
     figure.axes[-1].legend(
@@ -534,10 +600,12 @@ def _draw_metric_vs_k(figure: Figure, results: Mapping[str, Any]) -> bool:
         return False
     figure.set_size_inches(4.5 * len(shown) + 2.5, 4)
     axes = figure.subplots(1, len(shown), squeeze=False)[0]
+    keys = _order(results, data)
+    styles = _styles(results, keys)
     for ax, metric in zip(axes, shown, strict=True):
-        for key in _order(results, data):
+        for key in keys:
             values = [_value(data[key], k, metric) for k in ks]
-            ax.plot(ks, values, marker="o", label=_name(results, key))
+            ax.plot(ks, values, label=_name(results, key), **styles[key].line_kwargs())
         ax.set_xticks(ks)
         ax.set_xlabel("k")
         ax.set_title(f"{_METRIC_NAMES[metric]}@k")
@@ -547,7 +615,11 @@ def _draw_metric_vs_k(figure: Figure, results: Mapping[str, Any]) -> bool:
 
 
 def _draw_by_group(figure: Figure, results: Mapping[str, Any]) -> bool:
-    """Draw the main metric at the largest k per user group, one bar per strategy."""
+    """Draw the main metric at the largest k per user group, one bar per strategy.
+
+    A group of fewer than FEW_USERS users is drawn faded and labelled with its size, so a mean
+    over one user does not stand as tall as one over a thousand unremarked.
+    """
     picked = _headline(results)
     groups = _scored_groups(results, picked[0]) if picked else {}
     all_data = {key: per_k for info in groups.values() for key, per_k in info["results"].items()}
@@ -559,16 +631,49 @@ def _draw_by_group(figure: Figure, results: Mapping[str, Any]) -> bool:
     ax = figure.subplots()
     width = 0.8 / len(keys)
     x = np.arange(len(groups))
+    styles = _styles(results, keys)
+    few = [_few_users(info) for info in groups.values()]
+    tallest = np.zeros(len(groups))
     for i, key in enumerate(keys):
         heights = [_value(info["results"].get(key), k, metric) for info in groups.values()]
-        ax.bar(x + (i - (len(keys) - 1) / 2) * width, heights, width, label=_name(results, key))
+        tallest = np.fmax(tallest, heights)
+        bars = ax.bar(
+            x + (i - (len(keys) - 1) / 2) * width,
+            heights,
+            width,
+            label=_name(results, key),
+            **styles[key].bar_kwargs(),
+        )
+        for bar, faded in zip(bars, few, strict=True):
+            if faded:
+                bar.set_alpha(0.3)
+    for j, info in enumerate(groups.values()):
+        if few[j]:
+            ax.annotate(
+                f"n={_count(info['users'])}",
+                (x[j], tallest[j]),
+                xytext=(0, 3),
+                textcoords="offset points",
+                ha="center",
+                fontsize="small",
+                fontstyle="italic",
+            )
     ticks = [f"{g}\n({_count(v['users'])})" if "users" in v else g for g, v in groups.items()]
     ax.set_xticks(x, ticks, fontsize="small")
+    ax.margins(y=0.1)  # room for the size labels above the tallest bars
+    if any(few):
+        ax.set_xlabel(f"(users); faded: under {FEW_USERS} users, too few to read", fontsize="small")
     ax.set_ylabel(_metric_header(metric, k))
     ax.set_title(f"{_metric_header(metric, k)} by user group: {picked[0] if picked else ''}")
     ax.grid(axis="y", alpha=0.3)
     _legend_right(figure)
     return True
+
+
+def _few_users(group: Mapping[str, Any]) -> bool:
+    """Whether a user group is too small for its mean to be read (its size known)."""
+    users = _number(group.get("users"))
+    return math.isfinite(users) and users < FEW_USERS
 
 
 def _draw_latency_vs_quality(figure: Figure, results: Mapping[str, Any]) -> bool:
@@ -586,14 +691,19 @@ def _draw_latency_vs_quality(figure: Figure, results: Mapping[str, Any]) -> bool
         latency, quality = _latency(_beyond(results, key), "p50"), _value(data[key], k, metric)
         # A log axis cannot place 0 ms; such a strategy is left out like one without latency.
         if math.isfinite(latency) and latency > 0 and math.isfinite(quality):
-            kind = str(((results.get("strategies") or {}).get(key) or {}).get("kind") or "other")
+            kind = _kind(results, key)
             points.setdefault(kind, []).append((latency, quality, _name(results, key)))
     if not points:
         return False
     figure.set_size_inches(8, 5)
     ax = figure.subplots()
+    kind_markers = iter(_MARKERS)
     for kind, group in points.items():
-        ax.scatter([p[0] for p in group], [p[1] for p in group], label=kind)
+        xs, ys = [p[0] for p in group], [p[1] for p in group]
+        if kind == "engine":  # black stars on top, as in the other plots
+            ax.scatter(xs, ys, s=180, marker="*", color="black", zorder=3, label=kind)
+        else:
+            ax.scatter(xs, ys, marker=next(kind_markers), zorder=2, label=kind)
     ax.set_xscale("log")
     ax.margins(x=0.25, y=0.1)  # room for the labels of the outermost points
     _label_points(ax, [point for group in points.values() for point in group])
@@ -644,6 +754,9 @@ def _draw_session(figure: Figure, results: Mapping[str, Any]) -> bool:
         offset = (i - (len(metrics) - 1) / 2) * height
         ax.barh(y + offset, widths, height, label=_metric_header(metric, k))
     ax.set_yticks(y, [_name(results, key) for key in keys], fontsize="small")
+    for label, key in zip(ax.get_yticklabels(), keys, strict=True):
+        if _kind(results, key) == "engine":
+            label.set_fontweight("bold")
     ax.invert_yaxis()  # first strategy on top, as in the table
     ax.set_title("Next item in a visit")
     ax.grid(axis="x", alpha=0.3)
