@@ -127,13 +127,13 @@ def test_shipped_configs_load(name: str) -> None:
     assert config.events.columns.user
 
 
-def test_the_readme_config_reference_is_a_valid_config() -> None:
+def test_the_annotated_config_in_the_docs_is_a_valid_config() -> None:
     import tomllib
 
     from recsys.config import config_from_dict
 
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    start = text.index("```toml", text.index("## Your shop's logs")) + len("```toml")
+    text = (ROOT / "docs" / "logs-and-config.md").read_text(encoding="utf-8")
+    start = text.index("```toml", text.index("# Your shop's logs")) + len("```toml")
     config = config_from_dict(tomllib.loads(text[start : text.index("```", start)]))
     assert config.timezone == "Europe/London"
     assert config.models.als.min_user_items == 2
