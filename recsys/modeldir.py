@@ -382,11 +382,16 @@ class VerifiedVersion:
         if file_name not in self._blobs:
             raise ModelDirError(f"{path}: not listed in {MANIFEST}; {_CORRUPT}")
         try:
-            # One thread: a model is a few small tables, and pyarrow worker threads still alive
-            # at exit beside faiss's and LightGBM's OpenMP pools can abort the process.
-            return pq.read_table(
-                pa.BufferReader(pa.py_buffer(self._blobs[file_name])), use_threads=False
-            )
+            # Read on this thread only, never through pq.read_table: its dataset reader finishes
+            # on an Arrow worker thread, which may drop the last reference to these
+            # Python-owned bytes after read_table has returned. Doing so takes the GIL; if the
+            # interpreter is ending by then, CPython exits that thread mid-destructor and C++
+            # aborts the process ("terminate called without an active exception", exit 134).
+            # ParquetFile.read without threads or pre-buffering decodes here and close() drops
+            # the bytes here.
+            source = pa.BufferReader(pa.py_buffer(self._blobs[file_name]))
+            with pq.ParquetFile(source, pre_buffer=False) as parquet:
+                return parquet.read(use_threads=False)
         except (OSError, pa.ArrowException) as exc:
             raise ModelDirError(f"{path}: cannot be read as a table ({exc}); {_CORRUPT}") from None
 

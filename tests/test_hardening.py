@@ -482,7 +482,8 @@ def test_recsys_recommend_says_when_the_user_is_not_in_the_model(
 
 @pytest.mark.slow
 def test_loading_a_model_and_exiting_50_times_ends_0_every_time(shop_models: Path) -> None:
-    """pyarrow worker threads alive at exit beside the OpenMP pools used to abort (exit 134)."""
+    """An Arrow worker thread that freed a model table's bytes while the interpreter ended used
+    to abort the process (exit 134), about once in 100 loads on a busy machine."""
     import subprocess
     import sys
 
