@@ -226,7 +226,7 @@ def blender(models: dict[str, Model], data: FitData, config: Config) -> Blender:
     return Blender(strategies, config.blend)
 
 
-# Fits every model on FitData; the Spark trainer passes its own (training/spark_train.py).
+# Fits every model on FitData; the Spark trainer passes its own (training/spark/spark_train.py).
 Fitter = Callable[[FitData, Config], dict[str, Model]]
 
 
@@ -277,8 +277,8 @@ def evaluate_holdout(
     models = (fit or fit_models)(train_data, config)
     steps.done("fit on train split")
     asked = _held_out_users(train, split.test, config)
-    everyone = np.unique(np.concatenate([a.users for a in asked.values()] or [np.zeros(0)]))
-    served = served_model(config, train, train_data, models, users=everyone.astype(np.int64))
+    everyone = _everyone_held_out(asked).astype(np.int64)
+    served = served_model(config, train, train_data, models, users=everyone)
     gate_target = "conversion" if "conversion" in asked else "all"
     ranker_check: dict[str, Any] = {}
     if config.ranker.enabled and gate_target in asked:
@@ -302,12 +302,14 @@ def evaluate_holdout(
     counts: dict[str, int] = {}
     by_tier: dict[str, dict[str, dict[str, float]]] = {}
     tier_users: dict[str, dict[str, int]] = {}
+    # A user held out on several targets gets one served list, asked once.
+    engine = _union_lists(served, asked, everyone, cfg.k, split.cut)
     for target, who in asked.items():
         counts[target] = len(who.users)
         metrics[target] = {}
         for strategy in STRATEGIES:
             if strategy == "engine":
-                lists = served_lists(served, who.users, who.ids, cfg.k, split.cut)
+                lists = engine[np.searchsorted(everyone, who.users)]
             else:
                 lists = np.full((len(who.users), cfg.k), -1, dtype=np.int64)
                 for row, user in enumerate(who.users.tolist()):
@@ -342,6 +344,21 @@ def evaluate_holdout(
         ranker=ranker_check,
     )
     return evaluation, models, train, train_data, served.ranker
+
+
+def _everyone_held_out(asked: dict[str, _Asked]) -> np.ndarray:
+    """Every user held out on any target, sorted."""
+    return np.unique(np.concatenate([a.users for a in asked.values()] or [np.zeros(0, np.int64)]))
+
+
+def _union_lists(
+    served: ServedModel, asked: dict[str, _Asked], users: np.ndarray, k: int, now: int
+) -> np.ndarray:
+    """The served top-k of `users` (_everyone_held_out: every held-out user), a row each."""
+    ids: dict[int, Any] = {}
+    for who in asked.values():
+        ids.update(zip(who.users.tolist(), who.ids, strict=True))
+    return served_lists(served, users, [ids[u] for u in users.tolist()], k, now)
 
 
 def _held_out_users(train: Dataset, test: pd.DataFrame, config: Config) -> dict[str, _Asked]:
