@@ -31,16 +31,33 @@ def main() -> None:
     parser.add_argument(
         "--ranker", action="store_true", help="the model with the learned ranker served"
     )
+    parser.add_argument(
+        "--ranker-min-items", type=int, default=1,
+        help="with --ranker: ranker.min_items (the blend answers users with fewer items)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sample", type=int, default=None,
+        help="export a seeded random sample of this many users (a rate in less time)",
+    )  # fmt: skip
     args = parser.parse_args()
     from serving.export import export
 
-    root = _ensure_model(args.ranker)
+    root = _ensure_model(args.ranker, args.ranker_min_items)
+    users = None
+    if args.sample is not None:
+        import numpy as np
+
+        from recsys.served import ServedModel
+
+        ids = ServedModel.load(root).users.ids
+        users = np.random.default_rng(0).choice(ids, min(args.sample, len(ids)), replace=False)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / f"recs.{args.format}"
         summary = export(
             root,
             out,
             args.n,
+            users=users,
             fmt=args.format,
             workers=args.workers,
             chunk_size=args.chunk_size,

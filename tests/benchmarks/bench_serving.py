@@ -33,7 +33,9 @@ MODELS = ROOT / "data" / "synthetic" / "models"
 RANKER_MODELS = ROOT / "data" / "synthetic" / "models-ranker"
 
 
-def _ensure_model(ranker: bool = False) -> Path:
+def _ensure_model(ranker: bool = False, min_items: int = 1) -> Path:
+    """The synthetic shop's model (with the ranker served to users of `min_items` distinct
+    items or more), trained first if it is not there."""
     import dataclasses
 
     from recsys.config import load_config
@@ -41,6 +43,8 @@ def _ensure_model(ranker: bool = False) -> Path:
     from training.job import train
 
     root = RANKER_MODELS if ranker else MODELS
+    if ranker and min_items != 1:
+        root = root.with_name(f"{root.name}-min{min_items}")
     if root.exists() and current_version(root) is not None:
         return root
     folder = ensure_synthetic("parquet")
@@ -51,7 +55,10 @@ def _ensure_model(ranker: bool = False) -> Path:
     )
     if ranker:
         config = dataclasses.replace(
-            config, ranker=dataclasses.replace(config.ranker, enabled=True, serve="always")
+            config,
+            ranker=dataclasses.replace(
+                config.ranker, enabled=True, serve="always", min_items=min_items
+            ),
         )
     print("training the shop-scale model ...", flush=True)
     # force: the synthetic log has nothing to learn, and the gate may say so; speed is measured.
@@ -75,12 +82,16 @@ def main() -> None:
     parser.add_argument(
         "--ranker", action="store_true", help="the model with the learned ranker served"
     )
+    parser.add_argument(
+        "--ranker-min-items", type=int, default=1,
+        help="with --ranker: ranker.min_items (the blend answers users with fewer items)",
+    )  # fmt: skip
     args = parser.parse_args()
     from recsys.config import ExperimentConfig, VariantConfig
     from serving import Recommender
     from serving.exposures import JsonlExposureLog
 
-    root = _ensure_model(args.ranker)
+    root = _ensure_model(args.ranker, args.ranker_min_items)
     rss_before = peak_rss_mb()
     started = time.perf_counter()
     rec = Recommender.load(root)
