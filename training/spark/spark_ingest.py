@@ -365,7 +365,9 @@ def _parse_csv(
 ) -> pa.Table:
     """Parse a header and some data lines with recsys.tables._read_csv's options."""
     body = "\n".join([header, *lines]).encode("utf-8") + b"\n"
-    read = pacsv.ReadOptions(block_size=max(len(body) + 1, 1 << 20))
+    # One block, parsed on this thread: an Arrow worker thread must not hold the Python-owned
+    # bytes when a Python worker exits (see recsys.modeldir's table reader: exit 134).
+    read = pacsv.ReadOptions(block_size=max(len(body) + 1, 1 << 20), use_threads=False)
     convert = pacsv.ConvertOptions(
         include_columns=wanted or [],
         column_types=types or {},
