@@ -126,3 +126,30 @@ def test_quickstart_outside_the_project_root_says_where_to_run_it(
         "`recsys quickstart` from the project's root (the folder holding data/)"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_export_as_of_a_given_time_is_the_same_file_twice_and_a_bad_time_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from recsys.served import ServedModel
+    from serving.export import export
+    from tests.serving_shop import build_shop_model
+
+    root = build_shop_model(tmp_path)
+    moment = "2024-01-20T12:00:00"  # three days after the shop's log ends
+    for name in ("a.parquet", "b.parquet"):
+        args = ["-q", "export", "--models", str(root), "--out", str(tmp_path / name)]
+        assert main([*args, "--n", "5", "--now", moment, "--no-progress"]) == EXIT_OK
+    first, second = pd.read_parquet(tmp_path / "a.parquet"), pd.read_parquet(tmp_path / "b.parquet")
+    pd.testing.assert_frame_equal(first, second)
+    # The same as the Python API at that moment, in Unix seconds.
+    seconds = int(pd.Timestamp(moment, tz="UTC").timestamp())
+    assert ServedModel.load(root).data_end < seconds
+    export(root, tmp_path / "api.parquet", 5, now=seconds, progress=False)
+    pd.testing.assert_frame_equal(first, pd.read_parquet(tmp_path / "api.parquet"))
+    with pytest.raises(SystemExit) as stop:
+        main(
+            ["export", "--models", str(root), "--out", str(tmp_path / "c.parquet"), "--now", "soon"]
+        )
+    assert stop.value.code == 2
+    assert "'soon' is not a time" in capsys.readouterr().err

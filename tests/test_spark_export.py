@@ -6,13 +6,16 @@ import dataclasses
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 pytest.importorskip("pyspark", reason="the Spark export needs pyspark: pip install '.[spark]'")
 
 from recsys.config import load_config
+from recsys.served import ServedModel
 from serving.export import ExportError, export
 from serving.spark_export import export_spark, spark_session
+from tests.conftest import ROOT, shared_file
 from training.cli import EXIT_BAD_INPUT, EXIT_OK, main
 from training.job import train
 
@@ -82,6 +85,31 @@ def test_every_known_user_of_the_sample_matches(
     pd.testing.assert_frame_equal(
         rows(tmp_path / "spark"), rows(tmp_path / "local.parquet"), check_dtype=False
     )
+
+
+@pytest.mark.slow
+def test_on_the_full_online_retail_log_spark_writes_the_local_exports_rows_and_schema(
+    spark: object, tmp_path: Path
+) -> None:
+    """Every customer of the real log, with the learned ranker served: the same items, ranks,
+    sources, reasons and scores, and the same Parquet schema, from both engines."""
+    shared_file("online-retail/online_retail.parquet")
+    config = load_config(ROOT / "data" / "configs" / "online-retail.toml")
+    config = dataclasses.replace(
+        config, output=dataclasses.replace(config.output, rejects=tmp_path / "rejects")
+    )
+    models = tmp_path / "models"
+    train(config, out=models, force=True)
+    # One clock for both: an export answers as of its time, and time moves between two runs.
+    now = ServedModel.load(models).data_end + 86_400
+    export(models, tmp_path / "local.parquet", 20, now=now, progress=False)
+    export_spark(models, str(tmp_path / "spark"), 20, now=now, spark=spark)
+    local, remote = pq.read_table(tmp_path / "local.parquet"), pq.read_table(tmp_path / "spark")
+    assert local.schema.remove_metadata() == remote.schema.remove_metadata()
+    order = [("user_id", "ascending"), ("rank", "ascending")]
+    local, remote = local.sort_by(order), remote.sort_by(order).select(local.column_names)
+    assert local.num_rows == remote.num_rows > 70_000
+    assert local.equals(remote)
 
 
 def test_an_existing_output_folder_is_refused(

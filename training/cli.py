@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import errno
 import logging
 import os
@@ -243,6 +244,11 @@ def _parser() -> argparse.ArgumentParser:
         help="leave out bought items nobody rebuys (default: serving.exclude_purchased)",
     )
     exp.add_argument("--with-tier", action="store_true", help="add each user's portrait tier")
+    exp.add_argument(
+        "--now", type=_moment,
+        help="answer as of this time (ISO date/time, UTC unless it says, or Unix seconds; "
+        "default: the model's clock): two exports at one time give the same rows",
+    )  # fmt: skip
     exp.add_argument("--workers", type=int, help="processes (default: one per core)")
     exp.add_argument("--chunk-size", type=int, default=20_000, help="users per task")
     exp.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -567,9 +573,26 @@ def _export(args: argparse.Namespace) -> int:
         chunk_size=args.chunk_size,
         progress=not args.no_progress,
         with_tier=args.with_tier,
+        now=args.now,
     )
     print(summary.format_text())
     return EXIT_OK
+
+
+def _moment(text: str) -> int:
+    """Unix seconds of a --now value: whole seconds, or an ISO date/time (UTC unless it says)."""
+    if text.strip().lstrip("-").isdigit():
+        return int(text)
+    try:
+        when = datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time: give an ISO date/time (2011-10-01, 2011-10-01T09:30) or "
+            "Unix seconds"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return int(when.timestamp())
 
 
 def _export_spark(args: argparse.Namespace, filters: Any) -> int:
@@ -597,6 +620,7 @@ def _export_spark(args: argparse.Namespace, filters: Any) -> int:
         users=args.users,
         filters=filters,
         partitions=args.partitions,
+        now=args.now,
         master=args.master,
         conf=conf,
     )
