@@ -216,6 +216,17 @@ class Blender:
         self._reach = categories is not None and len(categories) > 0 and int(categories.max()) >= 0
         # The popular part is the same for every call of a given size: built once.
         self._popular: dict[tuple[int, float], _Part] = {}
+        # Each SLOTS column's weight in the blend: Candidates.parts @ this is the blended score.
+        own = {
+            "repurchase_due": self.weights[REPURCHASE],
+            "bought_before": cfg.bought_before,
+            "visit_reminder": cfg.visit_reminder,
+            "session_complements": self.weights[SESSION] * _SESSION_COMPLEMENTS,
+        }
+        self.slot_weights = np.array(
+            [own.get(slot, self.weights[SOURCES.index(slot)] if slot in SOURCES else 0.0)
+             for slot in SLOTS]
+        )  # fmt: skip
 
     def rank(
         self,

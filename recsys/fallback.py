@@ -138,7 +138,7 @@ def ranker_candidates(
 ) -> Candidates:
     """A known user's candidates for the ranker, the picker's exclusions and filters applied:
     what serving ranks and what the ranker is trained on."""
-    return model.blender.candidates(
+    found = model.blender.candidates(
         user,
         now,
         depth,
@@ -148,6 +148,15 @@ def ranker_candidates(
         # The picker's exclude set already holds the user's not-rebought purchases.
         exclude_bought=False,
         earlier=earlier,
+    )
+    rows = model.ranker_max_rows
+    if rows is None or len(found) <= rows:
+        return found
+    # The blend's best `rows`, ties by item index, in item order as every candidate table is.
+    blended = found.parts @ model.blender.slot_weights
+    kept = np.sort(np.lexsort((found.items, -blended))[:rows])
+    return Candidates(
+        found.items[kept], found.parts[kept], found.sources[kept], found.seeds[kept], found.due
     )
 
 

@@ -95,6 +95,7 @@ class ServedModel:
     # known user's history must hold for the ranker to order their list.
     ranker_candidates: int = 40
     ranker_min_items: int = 1
+    ranker_max_rows: int | None = None
     # The running A/B experiment (None: none) and, per variant name, this model as that
     # variant serves it (its blend weights and serving settings; the arrays are shared).
     experiment: ExperimentConfig | None = None
@@ -226,6 +227,8 @@ class ServedModel:
             facts=facts,
             ranker_candidates=int(ranker_config.get("candidates", 40)),
             ranker_min_items=int(ranker_config.get("min_items", 1)),
+            # A model from before ranker.max_rows ranked (and was measured on) every candidate.
+            ranker_max_rows=ranker_config.get("max_rows"),
         )
         experiments = experiments_from_manifest(
             manifest.get("experiments") or [], blend_config, serving

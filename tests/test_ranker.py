@@ -127,3 +127,37 @@ def test_a_live_event_on_a_second_item_hands_a_one_item_customer_to_the_ranker(
     rec.record_event(100, "sku7", "view", NOW - 60)
     rec.recommend(100, n=5, now=NOW)
     assert len(asked) == 1
+
+
+def test_the_ranker_orders_only_the_blends_best_candidates(
+    ranked_shop: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    from recsys.answer import new_picker
+    from recsys.blend import Candidates
+    from recsys.fallback import ranker_candidates
+    from recsys.filters import Filters
+    from recsys.served import ServedModel
+
+    loaded = Recommender.load(ranked_shop)
+    assert loaded.model.ranker_max_rows == 60  # the default, recorded in the manifest
+    every = dataclasses.replace(loaded.model, ranker_max_rows=None)
+    five = dataclasses.replace(loaded.model, ranker_max_rows=5)
+
+    def candidates(model: ServedModel) -> Candidates:
+        picker = new_picker(model, 0, 40, Filters().resolved(model.serving))
+        return ranker_candidates(model, 0, NOW, 40, picker)
+
+    found, best = candidates(every), candidates(five)
+    blended = found.parts @ five.blender.slot_weights
+    expected = np.sort(found.items[np.lexsort((found.items, -blended))[:5]])
+    assert len(found) > 5 and best.items.tolist() == expected.tolist()
+    # Served: LightGBM is asked about those five rows only.
+    ranker = five.ranker
+    assert ranker is not None
+    asked: list[int] = []
+    predict = ranker.predict
+    monkeypatch.setattr(ranker, "predict", lambda rows: asked.append(len(rows)) or predict(rows))
+    Recommender(ranked_shop, five).recommend(0, n=3, now=NOW)
+    assert asked == [5]
