@@ -235,6 +235,10 @@ class JsonlExposureLog(_Closing):
         self._queue: queue.Queue[Exposure] = queue.Queue(maxsize=queue_size)
         self._closed = False
         self._stop = threading.Event()
+        # Held by the writer from taking a batch off the queue until it is counted in flight,
+        # and by close() while it sees what is in flight and drains the rest: no batch is
+        # ever between the two, uncounted (record() never waits on it).
+        self._taking = threading.Lock()
         # Owned by the writer thread.
         self._fd: int | None = None
         self._size = 0
@@ -278,12 +282,13 @@ class JsonlExposureLog(_Closing):
         self._stop.set()
         self._thread.join(timeout)
         counts = self._counts
-        with counts.lock:
-            # A batch the writer still holds would die with the process (a daemon thread):
-            # counted as dropped now, and the writer leaves it alone.
-            held = counts.in_flight if self._thread.is_alive() else 0
-            counts.abandoned = self._thread.is_alive()
-        left = len(self._take(self.queue_size)) + held
+        with self._taking:
+            with counts.lock:
+                # A batch the writer still holds would die with the process (a daemon thread):
+                # counted as dropped now, and the writer leaves it alone.
+                held = counts.in_flight if self._thread.is_alive() else 0
+                counts.abandoned = self._thread.is_alive()
+            left = len(self._take(self.queue_size)) + held
         if left:
             counts.drop(left, f"still queued or being written when close() timed out after "
                         f"{timeout}s")  # fmt: skip
@@ -305,13 +310,17 @@ class JsonlExposureLog(_Closing):
         """Every flush_seconds (or at once when closing), write everything queued."""
         while True:
             stopping = self._stop.wait(self.flush_seconds)
-            while batch := self._take(_MAX_BATCH):
-                with self._counts.lock:
-                    if self._counts.abandoned:
-                        # close() gave up and counted what was queued: nothing more is ours.
-                        self._counts.dropped += len(batch)
-                        continue
-                    self._counts.in_flight = len(batch)
+            while True:
+                with self._taking:
+                    with self._counts.lock:
+                        if self._counts.abandoned:
+                            # close() gave up and counted what was queued: nothing is ours.
+                            break
+                    batch = self._take(_MAX_BATCH)
+                    if not batch:
+                        break
+                    with self._counts.lock:
+                        self._counts.in_flight = len(batch)
                 try:
                     self._write_batch(batch)
                 except Exception as exc:  # a bug must not end the thread and stop the log
