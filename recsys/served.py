@@ -228,7 +228,9 @@ class ServedModel:
             ranker_candidates=int(ranker_config.get("candidates", 40)),
             ranker_min_items=int(ranker_config.get("min_items", 1)),
             # A model from before ranker.max_rows ranked (and was measured on) every candidate.
-            ranker_max_rows=ranker_config.get("max_rows"),
+            ranker_max_rows=(
+                None if ranker_config.get("max_rows") is None else int(ranker_config["max_rows"])
+            ),
         )
         experiments = experiments_from_manifest(
             manifest.get("experiments") or [], blend_config, serving

@@ -71,7 +71,7 @@ def fit_ranker(
     # ranker.max_users is a budget over every period, newest first: on a large log the newest
     # period fills it, and older periods (a model fit each) are not needed.
     budget = cfg.max_users
-    for _period in range(cfg.periods):
+    for period in range(cfg.periods):
         if budget <= 0:
             break
         period_started = time.perf_counter()
@@ -81,7 +81,7 @@ def fit_ranker(
         log.info(
             "ranker label period %d of at most %d: %s users asked, %s lists with a positive "
             "in %.1fs",
-            _period + 1,
+            period + 1,
             cfg.periods,
             f"{found[4]:,}",
             f"{len(found[2]):,}",
