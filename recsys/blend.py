@@ -68,6 +68,13 @@ SLOTS: tuple[str, ...] = (
     "baskets",
 )
 _SLOT = {name: position for position, name in enumerate(SLOTS)}
+# The source each slot's items are named by.
+_SLOT_SOURCE = np.array(
+    [SOURCES.index({"repurchase_due": "repurchase", "bought_before": "repurchase",
+                    "visit_reminder": "reminder", "session_complements": "session"}.get(slot, slot))
+     for slot in SLOTS],
+    dtype=np.int8,
+)  # fmt: skip
 # `only` value asking for every part with a weight of 1 (a ranker's candidates and features).
 EVERY_PART = "*"
 _DAY = 86_400.0
@@ -216,6 +223,7 @@ class Blender:
         self._reach = categories is not None and len(categories) > 0 and int(categories.max()) >= 0
         # The popular part is the same for every call of a given size: built once.
         self._popular: dict[tuple[int, float], _Part] = {}
+        self._category_tops: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, float]] = {}
         # Each SLOTS column's weight in the blend: Candidates.parts @ this is the blended score.
         own = {
             "repurchase_due": self.weights[REPURCHASE],
@@ -440,8 +448,8 @@ class Blender:
         tifu = self.strategies.tifu
         assert tifu is not None
         items, scores = tifu.of_user(user, max(2 * n, 20))
-        own, _ = tifu.own_vector(user)
-        seeds = np.where(np.isin(items, own), items, -1).astype(np.int32)
+        own = tifu.own_items(user)
+        seeds = np.where(member_mask(items, own), items, -1).astype(np.int32)
         return items, scores, seeds
 
     def _category_reach(
@@ -453,23 +461,42 @@ class Blender:
         seeds = session[::-1][: self.config.recent_items]
         items = np.concatenate([seeds, recent]).astype(np.int64)
         weights = np.concatenate([self._steps[: len(seeds)], recency])
-        codes = categories[items]
-        known = codes >= 0
-        if not known.any():
+        # A visitor's recent items are a few dozen at most: summed per category in Python, in
+        # the order np.bincount would add them (one float sum, the same result), faster than
+        # numpy's unique and sort for so few.
+        totals: dict[int, float] = {}
+        for code, weight in zip(categories[items].tolist(), weights.tolist(), strict=True):
+            if code >= 0:
+                totals[code] = totals.get(code, 0.0) + weight
+        if not totals:
             return _NO_ITEMS, _ONE[:0]
-        unique, inverse = np.unique(codes[known], return_inverse=True)
-        totals = np.bincount(inverse, weights=weights[known])
-        picked = np.argsort(-totals, kind="stable")[: self.config.reach_categories]
+        # The heaviest categories; ties towards the smaller code.
+        picked = sorted(totals, key=lambda code: (-totals[code], code))
         depth = max(2 * n, 20)
         found_items, found_scores = [], []
-        for index in picked.tolist():
-            members, scores = self.strategies.popularity.top_in_category(int(unique[index]), depth)
-            if len(members) and scores.max() > 0:
-                found_items.append(members.astype(np.int64))
-                found_scores.append(totals[index] * scores / scores.max())
+        for code in picked[: self.config.reach_categories]:
+            members, scores, top = self._category_top(code, depth)
+            if top > 0:
+                found_items.append(members)
+                # np.float64: a plain float would keep float32 scores in float32.
+                found_scores.append(np.float64(totals[code]) * scores / top)
         if not found_items:
             return _NO_ITEMS, _ONE[:0]
+        if len(found_items) == 1:
+            return found_items[0], found_scores[0]
         return np.concatenate(found_items), np.concatenate(found_scores)
+
+    def _category_top(self, code: int, depth: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """A category's `depth` most popular items, their scores and the largest (0: none),
+        kept once asked: they are the same for every visitor of a model."""
+        found = self._category_tops.get((code, depth))
+        if found is None:
+            members, scores = self.strategies.popularity.top_in_category(code, depth)
+            top = float(scores.max()) if len(members) else 0.0
+            found = (members.astype(np.int64), scores, top)
+            # At most one entry per category and list depth: bounded by the catalogue.
+            self._category_tops[(code, depth)] = found
+        return found
 
     def _popular_part(self, count: int, weight: float) -> _Part:
         part = self._popular.get((count, weight))
@@ -645,25 +672,34 @@ def _empty() -> Ranked:
     )
 
 
+def _by_item(
+    parts: list[_Part],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every part's (items, scores, seeds) end to end, the order grouping each item's entries
+    with its largest share first, and where each item starts in that order.
+
+    Parts come in priority order, so the stable sort breaks ties between equal shares of an
+    item towards the more specific source (and, within a source, the earlier part).
+    """
+    items = np.concatenate([p.items for p in parts])
+    scores = np.concatenate([p.scores for p in parts])
+    seeds = np.concatenate([p.seeds for p in parts])
+    order = np.lexsort((-scores, items))
+    grouped = items[order]
+    starts = np.empty(len(order), dtype=bool)
+    starts[:1] = True
+    np.not_equal(grouped[1:], grouped[:-1], out=starts[1:])
+    return items, scores, seeds, order, starts
+
+
 def _aggregate(
     parts: list[_Part], n: int, drop: np.ndarray, keep: Callable[[np.ndarray], np.ndarray] | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Sum each item's scores over the parts, filter, rank; the best share names the source."""
-    # Parts come in priority order, so a stable sort breaks ties between equal shares of an
-    # item towards the more specific source (and, within a source, the earlier part).
     ends = np.cumsum([len(p.items) for p in parts])
-    items = np.concatenate([p.items for p in parts])
-    scores = np.concatenate([p.scores for p in parts])
-    seeds = np.concatenate([p.seeds for p in parts])
-    # One sort groups each item's entries with its largest share first, which is all that
-    # naming a source needs.
-    order = np.lexsort((-scores, items))
-    grouped = items[order]
-    starts = np.empty(len(grouped), dtype=bool)
-    starts[:1] = True
-    np.not_equal(grouped[1:], grouped[:-1], out=starts[1:])
+    items, scores, seeds, order, starts = _by_item(parts)
     first = order[starts]
-    unique = grouped[starts]
+    unique = items[first]
     total = scores[order].astype(np.float64)
     if len(unique) < len(items):
         total = np.add.reduceat(total, starts.nonzero()[0])
@@ -697,35 +733,32 @@ def _table(
     """Every distinct candidate with its score per part, filtered, among the `depth` best of
     at least one part; the best part names it."""
     lengths = [len(p.items) for p in parts]
-    items = np.concatenate([p.items for p in parts])
-    scores = np.concatenate([p.scores for p in parts])
-    seeds = np.concatenate([p.seeds for p in parts])
     slots = np.repeat(np.array([p.slot for p in parts], dtype=np.int64), lengths)
-    sources = np.repeat(np.array([p.source for p in parts], dtype=np.int8), lengths)
-    unique, inverse = np.unique(items, return_inverse=True)
+    # The part giving an item most names it, as in the blend (np.unique would sort again).
+    items, scores, seeds, order, starts = _by_item(parts)
+    best = order[starts]
+    unique = items[best]
+    inverse = np.empty(len(order), dtype=np.int64)
+    inverse[order] = starts.cumsum() - 1
     width = len(SLOTS)
     # Each part proposes an item once and has a slot of its own, so every (item, slot) cell
     # gets one score; bincount sums like np.add.at would, several times faster.
     table = np.bincount(
         inverse * width + slots, weights=scores, minlength=len(unique) * width
     ).reshape(len(unique), width)
-    # The part giving an item most names it; parts come in priority order, so a stable sort
-    # breaks ties towards the earlier part, as the blend does.
-    order = np.lexsort((-scores, inverse))
-    starts = np.r_[True, inverse[order][1:] != inverse[order][:-1]]
-    best = order[starts]
     mask = member_mask(unique, drop, invert=True) if len(drop) else np.ones(len(unique), bool)
     if keep is not None and len(unique):
         mask &= keep(unique)
-    if mask.sum() > depth:
+    if np.count_nonzero(mask) > depth:
         # A part's long tail adds rows to rank, not answers: keep each part's best `depth`
         # (ties by item index), all parts in one sort.
         offered = np.flatnonzero(mask[inverse] & (scores > 0))
-        ranked = offered[np.lexsort((inverse[offered], -scores[offered], slots[offered]))]
+        ranked = offered[np.lexsort((items[offered], -scores[offered], slots[offered]))]
+        # Each entry's place within its part: slots are sorted, so a part starts where its
+        # slot is first found.
         slot_of = slots[ranked]
-        first = np.r_[True, slot_of[1:] != slot_of[:-1]]
-        group_start = np.maximum.accumulate(np.where(first, np.arange(len(ranked)), 0))
-        wanted = np.zeros(len(unique), dtype=bool)
-        wanted[inverse[ranked[np.arange(len(ranked)) - group_start < depth]]] = True
-        mask = wanted
-    return Candidates(unique[mask], table[mask], sources[best][mask], seeds[best][mask], due)
+        place = np.arange(len(ranked)) - np.searchsorted(slot_of, slot_of)
+        mask = np.zeros(len(unique), dtype=bool)
+        mask[inverse[ranked[place < depth]]] = True
+    named = best[mask]
+    return Candidates(unique[mask], table[mask], _SLOT_SOURCE[slots[named]], seeds[named], due)

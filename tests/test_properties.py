@@ -278,3 +278,20 @@ def test_the_accepted_rows_of_a_generated_log_train_and_serve(
         for user_id in rec.model.users.ids[:3].tolist():
             assert len(rec.recommend(user_id, 3)) == 3
         assert len(rec.recommend(None, 3)) == 3
+
+
+@given(
+    values=st.lists(st.integers(-5, 300), max_size=150),
+    among=st.lists(st.integers(-5, 300), max_size=150),
+    invert=st.booleans(),
+)
+def test_item_membership_agrees_with_numpy_for_any_lists(
+    values: list[int], among: list[int], invert: bool
+) -> None:
+    # The filters' membership test takes a faster path for longer lists; both must be isin.
+    import numpy as np
+
+    from recsys.models.base import member_mask
+
+    v, a = np.asarray(values, dtype=np.int64), np.asarray(among, dtype=np.int32)
+    assert np.array_equal(member_mask(v, a, invert), np.isin(v, a, invert=invert))

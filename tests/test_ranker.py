@@ -42,6 +42,20 @@ def test_a_ranker_round_trips_through_lightgbm_text_with_the_same_scores() -> No
     assert np.array_equal(ranker.predict(x), again.predict(x))
 
 
+def test_a_ranker_scores_rows_exactly_as_lightgbm_itself_does() -> None:
+    # Serving calls LightGBM's C function directly (a page view cannot spend Booster.predict's
+    # Python set-up); the scores must be LightGBM's own, missing values included.
+    x, labels, groups = _toy()
+    ranker = LearnedRanker(seed=1).fit(x, labels, groups)
+    rows = np.random.default_rng(3).normal(size=(97, len(FEATURES))).astype(np.float32)
+    rows[::4, 1::3] = np.nan
+    assert np.array_equal(ranker.predict(rows), ranker.booster_.predict(rows, num_threads=1))
+    assert np.array_equal(ranker.predict(rows.astype(np.float64)), ranker.predict(rows))
+    assert ranker.predict(rows[:0]).shape == (0,)
+    with pytest.raises(ValueError, match="features expected"):
+        ranker.predict(rows[:, :5])
+
+
 def test_a_ranker_over_other_features_is_refused_with_a_clear_error() -> None:
     import lightgbm as lgb
 

@@ -135,6 +135,13 @@ class TifuKNN(Model):
         hi = min(self.lists_indptr_[row + 1], lo + k)
         return self.lists_items_[lo:hi].astype(np.int64), self.lists_scores_[lo:hi].copy()
 
+    def own_items(self, user: int) -> np.ndarray:
+        """Return the items of the user's own TIFU vector, in no particular order."""
+        self.check_fitted()
+        if not 0 <= user < len(self.own_indptr_) - 1:
+            return _EMPTY_ITEMS
+        return self.own_items_[self.own_indptr_[user] : self.own_indptr_[user + 1]]
+
     def own_vector(self, user: int) -> tuple[np.ndarray, np.ndarray]:
         """Return (int64 items, float32 weights) of the user's own TIFU vector, largest first.
 
