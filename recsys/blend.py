@@ -340,10 +340,16 @@ class Blender:
                 base = self.weights[source] if own_weight is None else own_weight
                 # Alone (`only`) a part counts fully; among every part (a ranker's features) it
                 # counts unscaled too, each part in its own column.
-                weight = (1.0 if every else (1.0 if only is not None else base) * scale) / top
+                factor = 1.0 if every else (1.0 if only is not None else base) * scale
                 if seeds is None:
                     seeds = _no_seeds(len(items))
-                scores = weight * (np.maximum(raw, 0) if source == PERSONAL else raw)
+                if len(items) == 1:
+                    # One item scores exactly the factor (x * (1 / x) is not always 1 in
+                    # floating point): visitors whose one reminder differs only in its age
+                    # then score alike, and batch export shares their answer.
+                    scores = np.full(1, factor, dtype=raw.dtype)
+                else:
+                    scores = (factor / top) * (np.maximum(raw, 0) if source == PERSONAL else raw)
                 parts.append(_Part(source, items, scores, seeds, _SLOT[slot or SOURCES[source]]))
 
         # Parts are added in priority order (repurchase, complementary, session, neighbours,

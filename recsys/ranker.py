@@ -215,6 +215,7 @@ class LearnedRanker:
         self.best_iteration_: int = 0
         # (booster, its direct predict function or None), made on the first predict.
         self._direct: tuple[Any, Any] | None = None
+        self._split_points: dict[tuple[str, ...], np.ndarray | None] = {}
 
     def fit(
         self,
@@ -262,6 +263,7 @@ class LearnedRanker:
         self.booster_ = lgb.Booster(
             model_str=booster.model_to_string(num_iteration=self.best_iteration_)
         )
+        self._split_points = {}
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -275,6 +277,38 @@ class LearnedRanker:
             return direct(x)
         scores: np.ndarray = self.booster_.predict(x, num_threads=1)
         return scores
+
+    def split_points(self, names: tuple[str, ...]) -> np.ndarray | None:
+        """The sorted thresholds of every split on these features, or None if one of them
+        is split as a category (or missing values go by zero): where that is not so, two
+        values between the same neighbouring thresholds take every tree down the same path.
+        """
+        if self.booster_ is None:
+            raise NotFittedError("LearnedRanker is not fitted yet; call fit() or from_text()")
+        known = self._split_points.get(names, False)
+        if known is not False:
+            return known  # type: ignore[return-value]
+        found = self._find_split_points(names)
+        self._split_points[names] = found
+        return found
+
+    def _find_split_points(self, names: tuple[str, ...]) -> np.ndarray | None:
+        wanted = {FEATURES.index(name) for name in names}
+        points: list[float] = []
+        features: list[int] = []
+        for line in self.booster_.model_to_string().splitlines():
+            if line.startswith("split_feature="):
+                features = [int(v) for v in line.split("=", 1)[1].split()]
+            elif line.startswith("threshold="):
+                values = line.split("=", 1)[1].split()
+                points += [float(v) for f, v in zip(features, values, strict=True) if f in wanted]
+            elif line.startswith("decision_type="):
+                kinds = [int(v) for v in line.split("=", 1)[1].split()]
+                for f, kind in zip(features, kinds, strict=True):
+                    # bit 0: a category split; bits 2-3 == 1: zero counts as missing.
+                    if f in wanted and (kind & 1 or (kind >> 2) & 3 == 1):
+                        return None
+        return np.unique(np.asarray(points, dtype=np.float64))
 
     @property
     def trees(self) -> int:

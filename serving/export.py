@@ -7,8 +7,10 @@ outgrows one machine can run the same chunk function on Spark or Ray partitions.
 
 Speed comes from sharing, not from a second recommender: a user whose whole history is one
 item (and no purchase) gets a list that depends only on that item, whether they carted it and
-their segment, so users sharing those are answered once per chunk. Users are ordered so that
-such users sit next to each other.
+their segment, so users sharing those are answered once per chunk. Where the learned ranker
+orders them, it also reads their tier, event counts and how many days ago they touched the
+item; users alike in those, with days between the same two thresholds of the ranker's trees,
+get the same scores and share too. Users are ordered so that such users sit next to each other.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from recsys.config import TIERS
 from recsys.errors import RecsysError
 from recsys.experiments import assign_many
 from recsys.filters import Filters
+from recsys.ranker import HISTORY_TAIL
 from recsys.reasons import day_words, reason
 from recsys.schema import EventType
 from recsys.served import ServedModel
@@ -324,10 +327,17 @@ def sharing(
     dates = np.full(len(users), -1, dtype=np.int64)
     found = Sharing(keys, kinds, dates)
     known = np.flatnonzero(users >= 0)
-    if len(known) == 0 or (model.ranker is not None and model.ranker_min_items < 2):
-        # The learned ranker reads how long ago each event was: one-item users' lists differ,
-        # unless the blend answers them (ranker.min_items >= 2).
+    if len(known) == 0:
         return found
+    cells = None
+    if model.ranker is not None and model.ranker_min_items < 2:
+        # The learned ranker orders one-item users too, and reads more of them than the blend:
+        # how many events, views, the last event, their tier, and days since the item was
+        # touched (a continuous value). Users alike in all but the days share a list when
+        # their days fall between the same two thresholds of the ranker's trees.
+        cells = _day_cells(model) if now is not None else None
+        if cells is None:
+            return found
     history = model.blender.strategies.history
     rows = users[known]
     starts, ends = history.indptr[rows], history.indptr[rows + 1]
@@ -363,7 +373,20 @@ def sharing(
         interest = (events == _VIEW) | (events == _CART) | (events == _FAVOURITE)
         last_interest = np.maximum.reduceat(np.where(interest, times, -1), row_starts)
         kind = np.where(last_interest >= horizon, kind, 3)
-    keys[known[ok]] = ((first * 4 + kind) * n_segments + segments + 1)[ok]
+    key = (first * 4 + kind) * n_segments + segments + 1
+    if cells is not None:
+        assert now is not None
+        ends = row_starts + lengths - 1
+        # The days as the features hold them (float32), compared in double as LightGBM does;
+        # 0 days on its own (LightGBM's zero threshold lies just above it).
+        days = ((now - times[ends]) / 86_400.0).astype(np.float32).astype(np.float64)
+        cell = np.where(days == 0, -1, np.searchsorted(cells, days, side="left"))
+        views = np.add.reduceat(events == _VIEW, row_starts)
+        ok &= lengths <= HISTORY_TAIL  # the features read a long history's tail alone
+        alike = [key, model.user_tier[rows], lengths, views, events[ends], cell]
+        key = np.full(len(known), -1, dtype=np.int64)
+        key[ok] = _row_keys([np.asarray(column, dtype=np.int64)[ok] for column in alike])
+    keys[known[ok]] = key[ok]
     # The reminder is dated as serving dates it: by the first cart, else the first
     # favourite, else the last view.
     never = np.iinfo(np.int64).max
@@ -373,6 +396,28 @@ def sharing(
     kinds[known[ok]] = kind[ok]
     dates[known[ok]] = np.where(carted, first_cart, np.where(saved, first_saved, last_view))[ok]
     return found
+
+
+def _row_keys(columns: list[np.ndarray]) -> np.ndarray:
+    """One non-negative key per row of these integer columns, equal where the rows are."""
+    if len(columns[0]) == 0:
+        return np.zeros(0, dtype=np.int64)
+    lows = [int(c.min()) for c in columns]
+    widths = [(int(c.max()) - low).bit_length() for c, low in zip(columns, lows, strict=True)]
+    if sum(widths) > 62:
+        # Too wide to pack into one integer: number the distinct rows instead (slower).
+        inverse = np.unique(np.stack(columns, axis=1), axis=0, return_inverse=True)[1]
+        return np.asarray(inverse, dtype=np.int64).ravel()
+    packed = np.zeros(len(columns[0]), dtype=np.int64)
+    for column, low, width in zip(columns, lows, widths, strict=True):
+        packed = (packed << width) | (column - low)
+    return packed
+
+
+def _day_cells(model: ServedModel) -> np.ndarray | None:
+    """The ranker's thresholds on days since the last event (None: users cannot share)."""
+    assert model.ranker is not None
+    return model.ranker.split_points(("days_since_touched", "days_since_active"))
 
 
 def export(
@@ -415,11 +460,11 @@ def export(
         else:
             indices = model.users.index(ids).astype(np.int64)
         unknown = int((indices < 0).sum())
-        order = grouped_order(model, ids, indices)
+        clock = model.now() if now is None else int(now)
+        order = grouped_order(model, ids, indices, clock)
         ids = ids[order]
         phases["users"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        clock = model.now() if now is None else int(now)
         options = _Options(n, filters, clock, with_tier)
         rows, by_source = _write_all(model, ids, options, fmt, tmp, workers, chunk_size, progress)
         phases["recommend + write"] = time.perf_counter() - mark
@@ -545,7 +590,9 @@ def export_user_ids(model: ServedModel, users: Any, segment: str | None) -> np.n
     return np.asarray(ids)
 
 
-def grouped_order(model: ServedModel, ids: np.ndarray, indices: np.ndarray) -> np.ndarray:
+def grouped_order(
+    model: ServedModel, ids: np.ndarray, indices: np.ndarray, now: int | None = None
+) -> np.ndarray:
     """An order that puts users sharing a list next to each other (so one chunk shares).
 
     Users answered alone come first: their chunks are the slow ones, and a run that ends on
@@ -554,7 +601,7 @@ def grouped_order(model: ServedModel, ids: np.ndarray, indices: np.ndarray) -> n
     if len(ids) == 0:
         return np.zeros(0, dtype=np.int64)
     # Keys of -1 (answered alone) sort first, in input order.
-    return np.argsort(share_keys(model, indices, ids), kind="stable")
+    return np.argsort(share_keys(model, indices, ids, now), kind="stable")
 
 
 # The model of the export in progress, inherited by forked workers (no copy, no reload).

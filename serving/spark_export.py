@@ -95,8 +95,8 @@ def export_spark(
     indices = model.users.index(ids).astype(np.int64)
     # Users that share a list are kept together, so that each partition shares as the
     # single-machine export's chunks do (the rows do not depend on it, the speed does).
-    ids = ids[grouped_order(model, ids, indices)]
     clock = model.now() if now is None else int(now)
+    ids = ids[grouped_order(model, ids, indices, clock)]
     session = spark or spark_session(master, conf)
     count = partitions or session.sparkContext.defaultParallelism
     # Ranges of positions in that order: each partition is a run of neighbouring users.

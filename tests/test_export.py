@@ -43,6 +43,18 @@ def ranked_shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return config.output.models
 
 
+@pytest.fixture(scope="module")
+def ranked_for_all(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same shop with the learned ranker served to every known customer."""
+    config = _browsing_shop(
+        tmp_path_factory.mktemp("export-ranked-all"),
+        ranker={"enabled": True, "label_days": 7, "serve": "always"},
+        training={"holdout_days": 7},
+    )
+    train(config, force=True)
+    return config.output.models
+
+
 def _browsing_shop(folder: Path, **overrides: Any) -> Config:
     paths = write_shop(folder)
     events = pd.read_csv(paths["events"])
@@ -142,6 +154,32 @@ def test_under_a_ranker_for_two_items_or_more_browsers_still_share_and_every_lis
     lists = _lists(pd.read_parquet(tmp_path / "recs.parquet"))
     for user in rec.model.users.ids.tolist():
         assert lists[user] == _served(rec, user, 8), user
+
+
+def test_under_a_ranker_for_everyone_browsers_share_only_what_the_ranker_scores_alike(
+    ranked_for_all: Path, tmp_path: Path
+) -> None:
+    # The ranker reads how many days ago a one-item browser touched the item: users share a
+    # list only where no tree of the ranker tells their days apart, and every list is still
+    # the one serving gives.
+    rec = Recommender.load(ranked_for_all)
+    model = rec.model
+    assert model.ranker is not None and model.ranker_min_items == 1
+    ids = np.array([*BROWSERS, 240, 0])
+    keys = share_keys(model, model.users.index(ids).astype(np.int64), ids, NOW)
+    assert keys[-2] == -1 and keys[-1] == -1  # two items; a buyer
+    assert (keys[:-2] >= 0).all()
+    assert len(set(keys[:-2].tolist())) < len(BROWSERS)  # some do share
+    # Without a clock nothing can be told about the days: no one shares.
+    assert (share_keys(model, model.users.index(ids).astype(np.int64), ids) == -1).all()
+    export(ranked_for_all, tmp_path / "recs.parquet", 8, now=NOW, progress=False)
+    lists = _lists(pd.read_parquet(tmp_path / "recs.parquet"))
+    for user in rec.model.users.ids.tolist():
+        assert lists[user] == _served(rec, user, 8), user
+    table = recommend_chunk(model, ids, 5, Filters(), NOW)
+    chunk = _lists(table.to_pandas())
+    for user in ids.tolist():
+        assert chunk[user] == _served(rec, user, 5), user
 
 
 def test_one_item_users_share_only_when_their_reminders_read_alike(rec: Recommender) -> None:
@@ -257,3 +295,14 @@ def test_the_export_can_carry_each_users_tier(shop: Path, rec: Recommender, tmp_
     profile = rec.profile(100)
     assert profile is not None and tiers[100] == profile["tier"]
     assert pd.isna(tiers[424242])  # unknown to the model: no portrait
+
+
+def test_users_alike_in_every_column_get_one_key_however_wide_the_columns() -> None:
+    from serving.export import _row_keys
+
+    rows = np.array([[1, 2, 3], [1, 2, 4], [1, 2, 3], [0, 2, 3]], dtype=np.int64)
+    narrow = _row_keys([rows[:, 0], rows[:, 1], rows[:, 2]])
+    wide = _row_keys([rows[:, 0] * 2**40, rows[:, 1] * 2**40, rows[:, 2]])  # too wide to pack
+    for keys in (narrow, wide):
+        assert keys[0] == keys[2] and len({keys[0], keys[1], keys[3]}) == 3
+        assert (keys >= 0).all()
