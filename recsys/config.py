@@ -918,6 +918,14 @@ class TrainingConfig:
     retrain_on_all: bool = True
     # ... with ALS warm-started from the evaluation fit, so a few iterations suffice.
     retrain_iterations: int = 3
+    # the evaluation's own fit starts ALS from the learned ranker's newest label period (fitted
+    # on the days before it, so nothing held out leaks), with retrain_iterations: one full ALS
+    # fit fewer a night (the synthetic shop's training-part fit: 26.9 s -> 17.3 s). Online
+    # Retail validation, averaged over seeds 0-3: NDCG@20 0.3864 against 0.3871 from scratch
+    # (paired 95% interval of the difference [-0.0015, +0.0001]). Without a ranker it fits from
+    # scratch.
+    warm_start_holdout: bool = True
+    # published versions kept on disk: the newest, and always the one in use; older go.
     keep_versions: int = 5
     # evaluation uses at most this many held-out users (a seeded sample), to bound its time.
     max_eval_users: int = 10_000

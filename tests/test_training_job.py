@@ -198,6 +198,32 @@ def test_a_shop_of_staples_refuses_the_blend_alone_and_publishes_the_learned_ran
     assert "ranker.txt" in manifest["files"]
 
 
+def test_the_evaluations_als_starts_from_the_rankers_period_which_saw_no_held_out_day(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One full ALS fit fewer a night: the holdout's fit starts from the item factors of the
+    # ranker's newest label period (fitted on the days before its labels) and runs the refit's
+    # few iterations; with warm_start_holdout off, it fits from scratch.
+    seen: list[tuple[int, bool]] = []
+    fit_models = job.fit_models
+
+    def recording(data: Any, config: Config, als_warm_start: Any = None) -> Any:
+        seen.append((data.matrix.shape[0], als_warm_start is not None))
+        return fit_models(data, config, als_warm_start)
+
+    monkeypatch.setattr(job, "fit_models", recording)
+    for warm in (True, False):
+        seen.clear()
+        (tmp_path / str(warm)).mkdir()
+        config = _replace_training(
+            _config(tmp_path / str(warm), ranker={"enabled": True}), warm_start_holdout=warm
+        )
+        train(config)
+        # the ranker's period (from scratch), the holdout's fit, the refit on every event
+        assert [started for _, started in seen[-2:]] == [warm, True]
+        assert seen[0][1] is False
+
+
 def _replace_training(config: Config, **changes: Any) -> Config:
     import dataclasses
 

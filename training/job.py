@@ -23,6 +23,7 @@ from recsys.candidates import ALSCandidates, popular_pool
 from recsys.config import TIERS, Config, ServingConfig
 from recsys.errors import GateRefusedError, ModelDirError, NotEnoughHistoryError
 from recsys.experiments import experiment_to_dict
+from recsys.ids import IdMap
 from recsys.ingest import EventLog
 from recsys.jsonable import jsonable
 from recsys.metrics import bootstrap_interval, mean_metrics, ranking_metrics, relevance_codes
@@ -274,20 +275,27 @@ def evaluate_holdout(
     train = subset(dataset, split.train, config)
     train_data = fit_data(train, config)
     steps.done("split")
-    models = (fit or fit_models)(train_data, config)
-    steps.done("fit on train split")
     asked = _held_out_users(train, split.test, config)
-    everyone = _everyone_held_out(asked).astype(np.int64)
-    served = served_model(config, train, train_data, models, users=everyone)
     gate_target = "conversion" if "conversion" in asked else "all"
-    ranker_check: dict[str, Any] = {}
+    trained = None
     if config.ranker.enabled and gate_target in asked:
         trained = fit_ranker(dataset, config, split.cut, fit or fit_models, served_model)
         steps.done("ranker")
-        if trained is not None:
-            served, ranker_check = _choose_ranker(served, trained, asked[gate_target], split.cut,
-                                                  config)  # fmt: skip
-            log.info("%s", ranker_check["message"])
+    if fit is None and cfg.warm_start_holdout and trained is not None and trained.warm is not None:
+        # The ranker's newest period was fitted on the days before its labels: its ALS item
+        # factors are a head start that has seen nothing of the holdout.
+        items, factors = trained.warm
+        models = fit_models(train_data, config, als_warm_start=_reindexed(factors, items, train))
+    else:
+        models = (fit or fit_models)(train_data, config)
+    steps.done("fit on train split")
+    everyone = _everyone_held_out(asked).astype(np.int64)
+    served = served_model(config, train, train_data, models, users=everyone)
+    ranker_check: dict[str, Any] = {}
+    if trained is not None:
+        served, ranker_check = _choose_ranker(served, trained, asked[gate_target], split.cut,
+                                              config)  # fmt: skip
+        log.info("%s", ranker_check["message"])
     rules: list[RuleCheck] = []
     if cfg.check_rules and gate_target in asked:
         served, rules = check_rules(served, asked[gate_target], split.cut, config)
@@ -753,9 +761,13 @@ def _warm_start(
     """The evaluation fit's ALS item factors, re-indexed to the full data's items."""
     if models is None or train is None or "als" not in models:
         return None
-    factors = models["als"].item_factors_  # type: ignore[attr-defined]
-    start = np.zeros((len(full.items), factors.shape[1]), dtype=np.float32)
-    where = full.items.index(train.items.ids)
+    return _reindexed(models["als"].item_factors_, train.items, full)  # type: ignore[attr-defined]
+
+
+def _reindexed(factors: np.ndarray, items: IdMap, data: Dataset) -> np.ndarray:
+    """ALS item factors of `items`, re-indexed to `data`'s items (zeros for items not there)."""
+    start = np.zeros((len(data.items), factors.shape[1]), dtype=np.float32)
+    where = data.items.index(items.ids)
     start[where[where >= 0]] = factors[where >= 0]
     return start
 

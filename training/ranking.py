@@ -22,7 +22,9 @@ from recsys.config import Config
 from recsys.errors import NotEnoughHistoryError
 from recsys.fallback import ranker_candidates, ranker_features, ranks
 from recsys.filters import Filters
+from recsys.ids import IdMap
 from recsys.metrics import relevance_codes
+from recsys.models.als import ALSModel
 from recsys.models.base import FitData, Model
 from recsys.ranker import LearnedRanker
 from recsys.schema import EventType
@@ -50,6 +52,9 @@ class RankerFit:
     seconds: float
     label_start: int
     label_end: int
+    # the newest label period's item ids and ALS item factors (None: no ALS), from which the
+    # holdout's own fit may start.
+    warm: tuple[IdMap, np.ndarray] | None = None
 
 
 def fit_ranker(
@@ -71,6 +76,7 @@ def fit_ranker(
     # ranker.max_users is a budget over every period, newest first: on a large log the newest
     # period fills it, and older periods (a model fit each) are not needed.
     budget = cfg.max_users
+    warm = None
     for period in range(cfg.periods):
         if budget <= 0:
             break
@@ -87,6 +93,8 @@ def fit_ranker(
             f"{len(found[2]):,}",
             time.perf_counter() - period_started,
         )
+        if period == 0:
+            warm = found[5]
         label_start = found[3]
         blocks += found[0]
         labels += found[1]
@@ -119,7 +127,7 @@ def fit_ranker(
         seconds,
         ranker.trees,
     )
-    return RankerFit(ranker, len(groups), rows, positives, seconds, label_start, cut)
+    return RankerFit(ranker, len(groups), rows, positives, seconds, label_start, cut, warm)
 
 
 def _period_lists(
@@ -131,9 +139,13 @@ def _period_lists(
     serve: Server,
     rng: np.random.Generator,
     max_users: int,
-) -> tuple[list[np.ndarray], list[np.ndarray], list[int], int, int] | None:
+) -> (
+    tuple[list[np.ndarray], list[np.ndarray], list[int], int, int, tuple[IdMap, np.ndarray] | None]
+    | None
+):
     """Feature rows, labels and list sizes of one label period ending at `end` (at most
-    `max_users` users, a seeded sample), its start, and how many users were asked."""
+    `max_users` users, a seeded sample), its start, how many users were asked, and the
+    period's item ids with its ALS item factors (None: no ALS)."""
     cfg = config.ranker
     frame = dataset.events.frame
     before = frame.loc[frame["timestamp"].to_numpy() < end]
@@ -184,7 +196,9 @@ def _period_lists(
         blocks.append(ranker_features(served, found, user, split.cut))
         labels.append(label)
         groups.append(len(found))
-    return blocks, labels, groups, split.cut, len(asked)
+    als = models.get("als")
+    warm = None if not isinstance(als, ALSModel) else (train.items, als.item_factors_)
+    return blocks, labels, groups, split.cut, len(asked), warm
 
 
 def _stack(
