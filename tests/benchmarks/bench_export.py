@@ -39,10 +39,14 @@ def main() -> None:
         "--sample", type=int, default=None,
         help="export a seeded random sample of this many users (a rate in less time)",
     )  # fmt: skip
+    parser.add_argument(
+        "--activity", default="light", choices=["light", "heavy"],
+        help="the synthetic log's visitors: light, or heavy-tailed (issue 18)",
+    )  # fmt: skip
     args = parser.parse_args()
     from serving.export import export
 
-    root = _ensure_model(args.ranker, args.ranker_min_items)
+    root = _ensure_model(args.ranker, args.ranker_min_items, args.activity)
     users = None
     if args.sample is not None:
         import numpy as np

@@ -33,9 +33,10 @@ MODELS = ROOT / "data" / "synthetic" / "models"
 RANKER_MODELS = ROOT / "data" / "synthetic" / "models-ranker"
 
 
-def _ensure_model(ranker: bool = False, min_items: int = 1) -> Path:
+def _ensure_model(ranker: bool = False, min_items: int = 1, activity: str = "light") -> Path:
     """The synthetic shop's model (with the ranker served to users of `min_items` distinct
-    items or more), trained first if it is not there."""
+    items or more; on the heavy-tailed log with activity "heavy"), trained first if it is not
+    there."""
     import dataclasses
 
     from recsys.config import load_config
@@ -45,9 +46,11 @@ def _ensure_model(ranker: bool = False, min_items: int = 1) -> Path:
     root = RANKER_MODELS if ranker else MODELS
     if ranker and min_items != 1:
         root = root.with_name(f"{root.name}-min{min_items}")
+    if activity != "light":
+        root = root.with_name(f"{root.name}-{activity}")
     if root.exists() and current_version(root) is not None:
         return root
-    folder = ensure_synthetic("parquet")
+    folder = ensure_synthetic("parquet", activity=activity)
     config = with_inputs(
         load_config(ROOT / "data" / "configs" / "retailrocket.toml"),
         str(folder / "events.parquet"),
@@ -86,12 +89,16 @@ def main() -> None:
         "--ranker-min-items", type=int, default=1,
         help="with --ranker: ranker.min_items (the blend answers users with fewer items)",
     )  # fmt: skip
+    parser.add_argument(
+        "--activity", default="light", choices=["light", "heavy"],
+        help="the synthetic log's visitors: light, or heavy-tailed (issue 18)",
+    )  # fmt: skip
     args = parser.parse_args()
     from recsys.config import ExperimentConfig, VariantConfig
     from serving import Recommender
     from serving.exposures import JsonlExposureLog
 
-    root = _ensure_model(args.ranker, args.ranker_min_items)
+    root = _ensure_model(args.ranker, args.ranker_min_items, args.activity)
     rss_before = peak_rss_mb()
     started = time.perf_counter()
     rec = Recommender.load(root)
