@@ -18,7 +18,7 @@ import resource
 import tempfile
 from pathlib import Path
 
-from tests.benchmarks.bench_serving import _ensure_model
+from tests.benchmarks.bench_serving import add_model_arguments, model_of
 from tests.benchmarks.common import peak_rss_mb
 
 
@@ -29,24 +29,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--chunk-size", type=int, default=20_000)
     parser.add_argument(
-        "--ranker", action="store_true", help="the model with the learned ranker served"
-    )
-    parser.add_argument(
-        "--ranker-min-items", type=int, default=1,
-        help="with --ranker: ranker.min_items (the blend answers users with fewer items)",
-    )  # fmt: skip
-    parser.add_argument(
         "--sample", type=int, default=None,
         help="export a seeded random sample of this many users (a rate in less time)",
     )  # fmt: skip
-    parser.add_argument(
-        "--activity", default="light", choices=["light", "heavy"],
-        help="the synthetic log's visitors: light, or heavy-tailed (issue 18)",
-    )  # fmt: skip
+    add_model_arguments(parser)
     args = parser.parse_args()
     from serving.export import export
 
-    root = _ensure_model(args.ranker, args.ranker_min_items, args.activity)
+    root = model_of(args)
     users = None
     if args.sample is not None:
         import numpy as np

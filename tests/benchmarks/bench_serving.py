@@ -69,6 +69,26 @@ def _ensure_model(ranker: bool = False, min_items: int = 1, activity: str = "lig
     return root
 
 
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that choose which synthetic model a benchmark runs on."""
+    parser.add_argument(
+        "--ranker", action="store_true", help="the model with the learned ranker served"
+    )
+    parser.add_argument(
+        "--ranker-min-items", type=int, default=1,
+        help="with --ranker: ranker.min_items (the blend answers users with fewer items)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--activity", default="light", choices=["light", "heavy"],
+        help="the synthetic log's visitors: light, or heavy-tailed (issue 18)",
+    )  # fmt: skip
+
+
+def model_of(args: argparse.Namespace) -> Path:
+    """The model the options of add_model_arguments chose, trained first if it is not there."""
+    return _ensure_model(args.ranker, args.ranker_min_items, args.activity)
+
+
 def _summary(runs: list[list[float]]) -> str:
     """Median over repeats of each repeat's p50, p99 and mean, in ms."""
     ms = [np.asarray(r) * 1000 for r in runs]
@@ -82,23 +102,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3, help="repeats; medians are reported")
-    parser.add_argument(
-        "--ranker", action="store_true", help="the model with the learned ranker served"
-    )
-    parser.add_argument(
-        "--ranker-min-items", type=int, default=1,
-        help="with --ranker: ranker.min_items (the blend answers users with fewer items)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--activity", default="light", choices=["light", "heavy"],
-        help="the synthetic log's visitors: light, or heavy-tailed (issue 18)",
-    )  # fmt: skip
+    add_model_arguments(parser)
     args = parser.parse_args()
     from recsys.config import ExperimentConfig, VariantConfig
     from serving import Recommender
     from serving.exposures import JsonlExposureLog
 
-    root = _ensure_model(args.ranker, args.ranker_min_items, args.activity)
+    root = model_of(args)
     rss_before = peak_rss_mb()
     started = time.perf_counter()
     rec = Recommender.load(root)
