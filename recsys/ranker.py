@@ -213,7 +213,8 @@ class LearnedRanker:
         self.seed = seed
         self.booster_: Any = None
         self.best_iteration_: int = 0
-        # (booster, its direct predict function or None), made on the first predict.
+        # (booster, its direct predict function or None): made at load, or on the first
+        # predict after fit().
         self._direct: tuple[Any, Any] | None = None
         self._split_points: dict[tuple[str, ...], np.ndarray | None] = {}
 
@@ -343,6 +344,8 @@ class LearnedRanker:
         ranker = cls()
         ranker.booster_ = booster
         ranker.best_iteration_ = int(booster.current_iteration())
+        # Made at load, so that a page view never pays for it.
+        ranker._direct = (booster, _direct_predict(booster))
         return ranker
 
 
