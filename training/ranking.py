@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -57,6 +58,17 @@ class RankerFit:
     warm: tuple[IdMap, np.ndarray] | None = None
 
 
+class _Period(NamedTuple):
+    """What one label period gives the ranker's training set."""
+
+    blocks: list[np.ndarray]  # feature rows, one block per user list
+    labels: list[np.ndarray]
+    groups: list[int]  # rows per user list
+    start: int  # the period's first second (its models saw only what came before)
+    asked: int  # users asked
+    warm: tuple[IdMap, np.ndarray] | None  # its item ids and ALS item factors (None: no ALS)
+
+
 def fit_ranker(
     dataset: Dataset, config: Config, cut: int, fit: Fitter, serve: Server
 ) -> RankerFit | None:
@@ -89,17 +101,17 @@ def fit_ranker(
             "in %.1fs",
             period + 1,
             cfg.periods,
-            f"{found[4]:,}",
-            f"{len(found[2]):,}",
+            f"{found.asked:,}",
+            f"{len(found.groups):,}",
             time.perf_counter() - period_started,
         )
         if period == 0:
-            warm = found[5]
-        label_start = found[3]
-        blocks += found[0]
-        labels += found[1]
-        groups += found[2]
-        budget -= found[4]
+            warm = found.warm
+        label_start = found.start
+        blocks += found.blocks
+        labels += found.labels
+        groups += found.groups
+        budget -= found.asked
         end = label_start
     if len(groups) < 20:
         log.warning("ranker not trained: only %d users with a candidate they went on to use",
@@ -139,13 +151,8 @@ def _period_lists(
     serve: Server,
     rng: np.random.Generator,
     max_users: int,
-) -> (
-    tuple[list[np.ndarray], list[np.ndarray], list[int], int, int, tuple[IdMap, np.ndarray] | None]
-    | None
-):
-    """Feature rows, labels and list sizes of one label period ending at `end` (at most
-    `max_users` users, a seeded sample), its start, how many users were asked, and the
-    period's item ids with its ALS item factors (None: no ALS)."""
+) -> _Period | None:
+    """One label period ending at `end` (at most `max_users` users, a seeded sample)."""
     cfg = config.ranker
     frame = dataset.events.frame
     before = frame.loc[frame["timestamp"].to_numpy() < end]
@@ -198,7 +205,7 @@ def _period_lists(
         groups.append(len(found))
     als = models.get("als")
     warm = None if not isinstance(als, ALSModel) else (train.items, als.item_factors_)
-    return blocks, labels, groups, split.cut, len(asked), warm
+    return _Period(blocks, labels, groups, split.cut, len(asked), warm)
 
 
 def _stack(
