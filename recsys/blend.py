@@ -232,9 +232,11 @@ class Blender:
             "session_complements": self.weights[SESSION] * _SESSION_COMPLEMENTS,
         }
         self.slot_weights = np.array(
-            [own.get(slot, self.weights[SOURCES.index(slot)] if slot in SOURCES else 0.0)
-             for slot in SLOTS]
-        )  # fmt: skip
+            [
+                own.get(slot, self.weights[source])
+                for slot, source in zip(SLOTS, _SLOT_SOURCE, strict=True)
+            ]
+        )
 
     def rank(
         self,
